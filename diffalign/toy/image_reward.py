@@ -1,0 +1,201 @@
+"""Programmatic, graded prompt fidelity for the shapes world (`toy_fidelity`).
+
+For each image the scorer
+
+1. reads the background as the per-channel median of the 1-pixel border;
+2. builds a soft object mask m from each pixel's colour distance to that background;
+3. measures the object colour as the mean of its most distinct pixels and turns its distances to
+   the six palette colours (plus a "none of them" class) into a soft colour probability;
+4. fits each shape hypothesis (circle, square, triangle) to the mask's centroid and second
+   moments, renders it with the renderer's own geometry and compares it to the mask by soft IoU;
+   the IoUs (plus a "none fits" class) become a soft shape probability.
+
+The graded score mixes decisions and evidence so that it is continuous (pairs of generated images
+rarely tie) yet dominated by being right::
+
+    colour_score = 0.75 * p(colour) + 0.25 * exp(-d(colour, target) / 0.25)
+    shape_score  = 0.75 * p(shape)  + 0.25 * IoU(mask, target template)
+    graded       = presence * (colour_score + shape_score) / 2
+
+`joint` (binary) is true when the most likely colour and the most likely shape both match.
+
+Example:
+    >>> out = score_fidelity(images, ["a red circle", "a small blue square on a white background"])
+    >>> out["graded"], out["joint"]  # [B] float in [0, 1], [B] bool
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES, parse_prompt, shape_coverage
+
+_PALETTE = torch.tensor(list(COLOURS.values()))  # [6, 3]
+_BG_PALETTE = torch.tensor(list(BACKGROUNDS.values()))  # [3, 3]
+_COLOUR_NAMES = list(COLOURS)
+_BG_NAMES = list(BACKGROUNDS)
+
+MASK_LO, MASK_HI = 0.12, 0.30  # colour distance to the background: m = 0 below LO, 1 above HI
+COLOUR_SIGMA = 0.12  # width of a palette colour's Gaussian, on [0, 1] RGB
+COLOUR_NONE_DIST = 0.30  # an object farther than this from every palette colour is "none"
+COLOUR_TAU = 0.25  # decay of the continuous colour-distance evidence
+SHAPE_TAU = 0.03  # temperature of the softmax over template IoUs
+SHAPE_NONE_IOU = 0.55  # IoU of the "no shape fits" class
+MIN_AREA = 12.0  # mask mass (pixels) for a fully present object
+# second moments of a unit box: var = size² · k, so size = sqrt(var / k)
+_FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}  # area / box area
+_VAR_K = {"circle": (1 / 16, 1 / 16), "square": (1 / 12, 1 / 12), "triangle": (1 / 24, 1 / 18)}
+
+
+def _background(images: torch.Tensor) -> torch.Tensor:
+    """Median colour of the 1-pixel border. images [B, 3, H, W] -> [B, 3]."""
+    border = torch.cat(
+        [images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], dim=-1
+    )  # [B, 3, 2W + 2H - 4]
+    return border.median(dim=-1).values
+
+
+def _smooth(images: torch.Tensor) -> torch.Tensor:
+    """[1, 2, 1] / 4 binomial blur per channel (replicate padding): damps pixel noise. [B, C, H, W]."""
+    k = torch.tensor([0.25, 0.5, 0.25], dtype=images.dtype)
+    c = images.shape[1]
+    x = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="replicate")
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, 3).repeat(c, 1, 1, 1), groups=c)
+    return torch.nn.functional.conv2d(x, k.view(1, 1, 3, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _soft_mask(images: torch.Tensor, bg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft object mask and per-pixel distance to the background: [B, H, W] each.
+
+    Distances are read on a lightly smoothed image so that pixel noise in the background does
+    not scatter mask mass (which would distort the moments the shape templates are fitted to).
+    """
+    dist = (_smooth(images) - bg[:, :, None, None]).norm(dim=1)  # [B, H, W]
+    return ((dist - MASK_LO) / (MASK_HI - MASK_LO)).clamp(0, 1), dist
+
+
+def _object_colour(images: torch.Tensor, mask: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Mean colour of the object's core, weighted towards its most background-distinct pixels.
+
+    images [B, 3, H, W], mask and dist [B, H, W] -> [B, 3].
+    """
+    w = (mask > 0.5).float() * dist**2  # core pixels; blurred edges mix with the background
+    w = w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+    return (images * w[:, None]).sum(dim=(2, 3))
+
+
+def _shape_ious(mask: torch.Tensor) -> torch.Tensor:
+    """Soft IoU of the mask with each shape template fitted to the mask's moments.
+
+    mask [B, H, W] -> [B, 3] (order of `SHAPES`).
+    """
+    b, h, w = mask.shape
+    mass = mask.sum(dim=(1, 2)).clamp_min(1e-6)  # [B]
+    ys = torch.arange(h, dtype=mask.dtype) + 0.5
+    xs = torch.arange(w, dtype=mask.dtype) + 0.5
+    mx = (mask.sum(dim=1) * xs).sum(-1) / mass  # [B] centroid x
+    my = (mask.sum(dim=2) * ys).sum(-1) / mass
+    vx = (mask.sum(dim=1) * (xs - mx[:, None]) ** 2).sum(-1) / mass  # [B] variance x
+    vy = (mask.sum(dim=2) * (ys - my[:, None]) ** 2).sum(-1) / mass
+    ious = []
+    for shape in SHAPES:
+        kx, ky = _VAR_K[shape]
+        bw, bh = (vx / kx).sqrt(), (vy / ky).sqrt()  # fitted box size
+        # the centroid of an upward triangle sits 2/3 of the way down its box: box centre is h/6 higher
+        cy = my - bh / 6 if shape == "triangle" else my
+        tmpl = torch.from_numpy(
+            shape_coverage(shape, mx.numpy(), cy.numpy(), bw.clamp_min(0.5).numpy(), bh.clamp_min(0.5).numpy(), h)
+        )  # [B, H, W]
+        inter = torch.minimum(mask, tmpl).sum(dim=(1, 2))
+        union = torch.maximum(mask, tmpl).sum(dim=(1, 2)).clamp_min(1e-6)
+        ious.append(inter / union)
+    return torch.stack(ious, dim=1)
+
+
+@torch.no_grad()
+def analyse(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Prompt-independent evidence read from images.
+
+    Args:
+        images (torch.Tensor): [B, 3, H, W] RGB in [0, 1] (H = W; 32 is the world's size).
+
+    Returns:
+        dict: `colour_probs` [B, 7] (palette order of `COLOURS`, then "none"), `colour_dist`
+        [B, 6], `shape_probs` [B, 4] (order of `SHAPES`, then "none"), `shape_iou` [B, 3],
+        `background` [B] long (index into `BACKGROUNDS`), `area` [B] object mass in pixels,
+        `presence` [B] in [0, 1].
+    """
+    images = images.detach().float().cpu().clamp(0, 1)
+    bg = _background(images)
+    mask, dist = _soft_mask(images, bg)
+    area = mask.sum(dim=(1, 2)) * (32.0 / images.shape[-1]) ** 2  # in 32-px units
+    rgb = _object_colour(images, mask, dist)
+    colour_dist = torch.cdist(rgb, _PALETTE)  # [B, 6]
+    none = torch.full_like(colour_dist[:, :1], COLOUR_NONE_DIST)
+    colour_logits = -torch.cat([colour_dist, none], dim=1) ** 2 / (2 * COLOUR_SIGMA**2)
+    ious = _shape_ious(mask)
+    shape_logits = torch.cat([ious, torch.full_like(ious[:, :1], SHAPE_NONE_IOU)], dim=1) / SHAPE_TAU
+    return {
+        "colour_probs": colour_logits.softmax(dim=1),
+        "colour_dist": colour_dist,
+        "shape_probs": shape_logits.softmax(dim=1),
+        "shape_iou": ious,
+        "background": torch.cdist(bg, _BG_PALETTE).argmin(dim=1),
+        "area": area,
+        "presence": (area / MIN_AREA).clamp(0, 1),
+    }
+
+
+@torch.no_grad()
+def score_fidelity(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """Graded colour and shape agreement of images with their grammar prompts.
+
+    Args:
+        images (torch.Tensor): [B, 3, H, W] RGB in [0, 1].
+        prompts (list[str]): B prompts of the shapes grammar.
+
+    Returns:
+        dict: `graded` [B] in [0, 1] (the reward), `colour` [B] and `shape` [B] graded parts,
+        `joint` [B] bool (colour and shape both right), `colour_ok`, `shape_ok` [B] bool, and
+        `background_ok` / `size_ok` [B] bool (True where the prompt does not name one).
+    """
+    if images.shape[0] != len(prompts):
+        raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts")
+    parsed = [parse_prompt(p) for p in prompts]
+    ev = analyse(images)
+    ci = torch.tensor([_COLOUR_NAMES.index(p.colour) for p in parsed])
+    si = torch.tensor([SHAPES.index(p.shape) for p in parsed])
+    rows = torch.arange(len(parsed))
+    p_colour = ev["colour_probs"][rows, ci]
+    d_colour = ev["colour_dist"][rows, ci]
+    colour = ev["presence"] * (0.75 * p_colour + 0.25 * torch.exp(-d_colour / COLOUR_TAU))
+    shape = ev["presence"] * (0.75 * ev["shape_probs"][rows, si] + 0.25 * ev["shape_iou"][rows, si])
+    present = ev["presence"] >= 1.0
+    colour_ok = present & (ev["colour_probs"].argmax(dim=1) == ci)
+    shape_ok = present & (ev["shape_probs"].argmax(dim=1) == si)
+    bg_ok = torch.tensor(
+        [p.background is None or _BG_NAMES[b] == p.background for p, b in zip(parsed, ev["background"].tolist())]
+    )
+    # coarse size check: box side of the prompted shape with the measured area
+    side = (ev["area"] / torch.tensor([_FILL[p.shape] for p in parsed])).sqrt()
+    mid = (SIZES["small"][1] + SIZES["large"][0]) / 2
+    size_ok = torch.tensor(
+        [p.size is None or (s < mid) == (p.size == "small") for p, s in zip(parsed, side.tolist())]
+    )
+    return {
+        "graded": (colour + shape) / 2,
+        "colour": colour,
+        "shape": shape,
+        "joint": colour_ok & shape_ok,
+        "colour_ok": colour_ok,
+        "shape_ok": shape_ok,
+        "background_ok": bg_ok,
+        "size_ok": size_ok,
+    }
+
+
+def images_to_tensor(images: np.ndarray | list) -> torch.Tensor:
+    """PIL images, or uint8 [N, H, W, 3], -> float [N, 3, H, W] in [0, 1]."""
+    arr = np.stack([np.asarray(im) for im in images]) if isinstance(images, list) else np.asarray(images)
+    return torch.from_numpy(arr[..., :3].astype(np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
