@@ -2,22 +2,30 @@
 
 Used by the text DPO trainer (``sequence.py`` turns logits into scores) and by every
 diffusion method (``denoising.py`` turns denoising errors into scores). Loss maths lives in
-this package and nowhere else.
+this package and nowhere else. Names are imported lazily so that ``LossParams`` (used by
+configs) does not pull in torch.
 """
 
-from .core import KINDS, LossOutput, needs_of, preference_loss, resolve_kinds, unpaired_loss
-from .types import LossKind, LossParams, LossState, PreferenceBatch, UnpairedBatch
+import importlib
 
-__all__ = [
-    "KINDS",
-    "LossKind",
-    "LossOutput",
-    "LossParams",
-    "LossState",
-    "PreferenceBatch",
-    "UnpairedBatch",
-    "needs_of",
-    "preference_loss",
-    "resolve_kinds",
-    "unpaired_loss",
-]
+_EXPORTS = {
+    "LossParams": ".params",
+    "LossKind": ".types",
+    "LossState": ".types",
+    "PreferenceBatch": ".types",
+    "UnpairedBatch": ".types",
+    "KINDS": ".core",
+    "LossOutput": ".core",
+    "needs_of": ".core",
+    "preference_loss": ".core",
+    "resolve_kinds": ".core",
+    "unpaired_loss": ".core",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

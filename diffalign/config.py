@@ -1,0 +1,212 @@
+"""Typed configs: YAML → dataclasses, with ``key=value`` overrides.
+
+A config file names its schema with a top-level ``trainer:`` key (``text``, ``diffusion``,
+…). Unknown keys, wrong types and missing required fields fail at once with one message
+that names the file and the dotted key path, and the closest valid key for a typo::
+
+    configs/x.yaml: loss.betta: unknown key (did you mean 'beta'?)
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+__all__ = ["ConfigError", "SCHEMAS", "load_config", "parse_config", "from_dict", "to_dict", "apply_overrides"]
+
+# trainer name -> "module:Class" of its top-level config dataclass (imported lazily).
+SCHEMAS = {
+    "text": "diffalign.train.text_config:TextTrainConfig",
+    "diffusion": "diffalign.train.offline_config:DiffusionTrainConfig",
+}
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the file and the dotted key path."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _fail(where: str, path: str, msg: str) -> ConfigError:
+    return ConfigError(f"{where}: {path or '<top>'}: {msg}")
+
+
+def _convert(value: Any, tp: Any, where: str, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (dataclasses, tuples)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise _fail(where, path, f"must not be null (expected {_type_name(tp)})")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, where, path)
+            except ConfigError as e:
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise _fail(where, path, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(where, path, f"must be one of {list(choices)}, got {value!r}{hint}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _fail(where, path, f"expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        out = [_convert(v, item, where, f"{path}[{i}]") for i, v in enumerate(value)]
+        return out if origin is list else tuple(out)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _fail(where, path, f"expected a mapping, got {type(value).__name__} {value!r}")
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return {_convert(k, kt, where, path): _convert(v, vt, where, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where, path)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(where, path, f"expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(where, path, f"expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(where, path, f"expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise _fail(where, path, f"expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {path}")
+
+
+def from_dict(cls: type, data: Any, where: str = "<config>", path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly (see module docstring)."""
+    if not isinstance(data, dict):
+        raise _fail(where, path, f"expected a mapping for {cls.__name__}, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(fields)})"
+            raise _fail(where, f"{path}.{key}" if path else str(key), f"unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], where, sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise _fail(where, sub, "required key is missing")
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as e:
+            raise _fail(where, path, str(e)) from None
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass → plain dict (for saving the resolved config next to outputs)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def apply_overrides(data: dict, overrides: list[str], where: str = "<command line>") -> dict:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{where}: override {item!r} must look like key.path=value")
+        key, raw = item.split("=", 1)
+        value = yaml.load(raw, Loader=_Loader) if raw != "" else None
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{where}: {key}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def parse_config(data: dict, where: str = "<config>") -> Any:
+    """Validate a config mapping against the schema its ``trainer:`` key names."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the file must hold a mapping, got {type(data).__name__}")
+    name = data.get("trainer")
+    if name not in SCHEMAS:
+        close = difflib.get_close_matches(str(name), list(SCHEMAS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: trainer: must be one of {list(SCHEMAS)}, got {name!r}{hint}")
+    module, cls = SCHEMAS[name].split(":")
+    return from_dict(getattr(importlib.import_module(module), cls), data, where)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """Read, override and validate a YAML config file.
+
+    Args:
+        path (str | Path): the YAML file.
+        overrides (list[str] | None): ``key.path=value`` strings applied after reading.
+
+    Returns:
+        The config dataclass named by the file's ``trainer:`` key.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or missing required key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if overrides:
+        apply_overrides(data, overrides, where=f"{path} (overrides)")
+    return parse_config(data, str(path))
