@@ -3,6 +3,8 @@
     diffalign train CONFIG [key=value ...]      train from a YAML config
     diffalign list {methods,losses,rewards,configs}
     diffalign bench text --config CONFIG --steps N [--against trl]
+    diffalign bench diffusion --config CONFIG [--no-cache]
+    diffalign eval ... / diffalign generate ...  (diffalign.eval.commands)
     diffalign toy {build,report} ...             toy worlds
     diffalign --version
 
@@ -100,15 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=20, help="timed optimiser steps (after warm-up)")
     b.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps")
     b.add_argument("--against", choices=["trl"], help="also run TRL's DPOTrainer on the same model, data and batch")
+
+    b.add_argument("--no-cache", action="store_true", help="diffusion: encode images and text every step")
+    b.add_argument("--out", help="also write the figures as JSON to this file")
     b.set_defaults(func=cmd_bench)
 
-    try:
-        toy = importlib.import_module("diffalign.toy.commands")
-    except ModuleNotFoundError as e:
-        if e.name != "diffalign.toy.commands":
-            raise
-    else:
-        toy.register(sub)
+    # Sub-packages that add their own subcommands (each module's import is torch-free).
+    for name in ("diffalign.eval.commands", "diffalign.toy.commands"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+        else:
+            mod.register(sub)
     return p
 
 

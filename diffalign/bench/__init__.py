@@ -1,0 +1,13 @@
+"""Benchmarks that print figures (never timed tests): ``diffalign bench {text,diffusion}``."""
+
+import importlib
+
+__all__ = ["run_bench"]
+
+_TARGETS = {"text": "diffalign.bench.text:main", "diffusion": "diffalign.bench.diffusion:main"}
+
+
+def run_bench(args) -> int:
+    """Dispatch ``diffalign bench <target>`` to its module's ``main(args)``."""
+    module, fn = _TARGETS[args.target].split(":")
+    return getattr(importlib.import_module(module), fn)(args)
