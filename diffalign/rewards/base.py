@@ -8,7 +8,7 @@ batch:
 1. validation: modality shape (image ``[B, 3, H, W]``, audio ``[B, C, T]`` with a sample rate) and
    prompts when ``needs_prompt``;
 2. resampling audio to ``spec.sample_rate`` (torch-native, differentiable);
-3. moving the data to the module's device;
+3. moving the data to the module's device and parameter dtype;
 4. NaN passthrough: a sample whose data are not finite (or whose prompt is ``None``) is "not
    applicable" and scores NaN; the others are scored without it (instance scopes). A set-scope
    reward returns NaN when any member is not applicable;
@@ -159,6 +159,14 @@ class Reward(torch.nn.Module):
             return t.device
         return None
 
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype of the first floating-point parameter (inputs are cast to it); None without parameters."""
+        for t in self.parameters():
+            if t.is_floating_point():
+                return t.dtype
+        return None
+
     def forward(self, samples: Samples) -> RewardResult:  # noqa: D102 (documented in the class)
         self._validate(samples)
         out_device = samples.data.device
@@ -191,9 +199,11 @@ class Reward(torch.nn.Module):
 
     def _prepare(self, samples: Samples) -> Samples:
         data = samples.data
-        device = self.device
+        device, dtype = self.device, self.dtype
         if device is not None and device.type != "meta" and data.device != device:
             data = data.to(device)
+        if dtype is not None and data.dtype != dtype:
+            data = data.to(dtype)
         rate = samples.sample_rate
         if self.spec.modality == "audio" and rate != self.spec.sample_rate:
             data, rate = resample(data, rate, self.spec.sample_rate), self.spec.sample_rate

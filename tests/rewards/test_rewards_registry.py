@@ -78,3 +78,25 @@ def test_duplicate_registration_is_refused(plugin_path):
 def test_unknown_name_lists_what_is_registered():
     with pytest.raises(KeyError, match="unknown reward 'nope'"):
         rewards.load("nope")
+def test_builtins_registered_in_pyproject():
+    names = set(rewards.available())
+    assert {"clip_score", "aesthetic", "pickscore", "hpsv2", "image_reward", "clap", "fad", "vendi"} <= names
+    for name, target in rewards.available().items():
+        assert ":" in target, (name, target)
+
+
+def test_load_imports_only_the_chosen_plugin():
+    code = (
+        "import sys, diffalign.rewards as r\n"
+        "assert 'torch' not in sys.modules, 'importing the package must stay cheap'\n"
+        "r.available()\n"
+        "m = r.load('vendi')\n"
+        "mods = sorted(k for k in sys.modules if k.startswith('diffalign.rewards.'))\n"
+        "print(mods, 'open_clip' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    mods, open_clip, transformers = out.stdout.rsplit(" ", 2)
+    assert "diffalign.rewards.image" not in mods and "diffalign.rewards.audio" not in mods, mods
+    assert (open_clip, transformers.strip()) == ("False", "False")

@@ -1,0 +1,1 @@
+"""Audio rewards: CLAP score (transformers ``ClapModel`` or ``laion_clap`` backend)."""

@@ -1,0 +1,43 @@
+"""Reward test fixtures: every registered reward built once per session, tiny and random, offline."""
+
+import socket
+from contextlib import contextmanager
+from unittest import mock
+
+import pytest
+import torch
+
+
+class _NoNetwork(socket.socket):
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("network access attempted in a reward test")
+
+
+@contextmanager
+def no_network():
+    """Any socket creation raises (HF_HUB_OFFLINE is set by tests/conftest.py as well)."""
+    with mock.patch("socket.socket", _NoNetwork):
+        yield
+
+
+@pytest.fixture(name="no_network")
+def no_network_fixture():
+    """The :func:`no_network` context manager, for tests."""
+    return no_network
+
+
+@pytest.fixture(scope="session")
+def built_rewards():
+    """``name -> Reward`` built lazily with ``weights=None`` and sockets disabled; reused by all tests."""
+    from diffalign.rewards import load
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            torch.manual_seed(0)
+            with no_network():
+                cache[name] = load(name)
+        return cache[name]
+
+    return get
