@@ -105,14 +105,13 @@ def tokenize_pairs(
             got = "missing" if bad not in row else f"{type(row[bad]).__name__} {row[bad]!r}"[:60]
             raise ValueError(f"{source}: row {i}: column {bad!r}: expected a non-empty string, got {got}")
         p, c, r = (tokenizer(row[k], add_special_tokens=False)["input_ids"] for k in columns)
-        if bos is not None:
-            p = [bos] + p
+        head = [bos] if bos is not None else []  # BOS survives truncation of the prompt
         if max_prompt_length is not None:
-            p = p[-max_prompt_length:]
-        pc, c = _truncate(p, c + [eos], max_length)
-        pr, r = _truncate(p, r + [eos], max_length)
+            p = p[-max(0, max_prompt_length - len(head)) :]
+        pc, c = _truncate(p, c + [eos], max_length - len(head))
+        pr, r = _truncate(p, r + [eos], max_length - len(head))
         n = min(len(pc), len(pr))  # one prompt for both halves
-        pairs.append(TokenizedPair(len(pairs), p[len(p) - n :] if n else [], c, r))
+        pairs.append(TokenizedPair(len(pairs), head + (p[len(p) - n :] if n else []), c, r))
     return pairs, skipped
 
 
