@@ -4,7 +4,7 @@ Public API (heavy modules load lazily; importing this package imports neither to
 
     from diffalign.rewards import Reward, RewardSpec, Samples, RewardResult   # the protocol
     from diffalign.rewards import available, load, list_rewards               # the registry
-    from diffalign.rewards import WeightedSum                                 # the combinator
+    from diffalign.rewards import WeightedSum, LeaveOneOut                    # combinators
 
 See ``docs/rewards.md`` for writing a plugin and the table of built-ins.
 """
@@ -18,6 +18,7 @@ from diffalign.rewards.registry import GROUP, RewardRow, available, list_rewards
 
 __all__ = [
     "GROUP",
+    "LeaveOneOut",
     "Reward",
     "RewardResult",
     "RewardRow",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "LeaveOneOut": "diffalign.rewards.set_reward",
     "Reward": "diffalign.rewards.base",
     "RewardResult": "diffalign.rewards.base",
     "RewardSpec": "diffalign.rewards.base",

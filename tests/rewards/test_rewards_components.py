@@ -39,6 +39,7 @@ def test_image_preprocessing_shapes_and_padding():
     assert padded[..., :4, :].abs().sum() == 0 and padded[..., -4:, :].abs().sum() == 0  # 8 rows of image, zero bands
     same = torch.rand(1, 3, 16, 16)
     assert resize_longest_pad(same, 16) is same
+    assert resize_longest_pad(torch.rand(1, 3, 16, 8), 16).shape == (1, 3, 16, 16)
 
 
 def test_tiny_tokenizers_are_not_empty():

@@ -35,9 +35,10 @@ def test_laion_clap_backend_is_deterministic_and_differentiable(no_network):
     with no_network():
         reward = load("clap", backend="laion_clap")
         x = (torch.rand(2, 1, 4000) * 1.6 - 0.8).requires_grad_(True)
-        out = reward(Samples(x, ["a dog barks", "rain"], sample_rate=16000))
-        assert out.scores.shape == (2,) and out.scores.dtype == torch.float32
-        out.scores.sum().backward()
+        one = reward(Samples(x[:1], ["a dog barks"], sample_rate=16000))
+        assert one.scores.shape == (1,) and one.scores.dtype == torch.float32
+        one.scores.sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-        again = reward(Samples(x.detach()[:1], ["a dog barks"], sample_rate=16000))  # no random crop, batch-independent
-        assert torch.allclose(again.scores, out.scores[:1].detach(), atol=1e-5)
+        with torch.no_grad():  # no random crop, batch-independent
+            two = reward(Samples(x.detach(), ["a dog barks", "rain"], sample_rate=16000))
+        assert torch.allclose(two.scores[:1], one.scores.detach(), atol=1e-5)

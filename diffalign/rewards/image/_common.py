@@ -74,11 +74,13 @@ def resize_longest_pad(x: torch.Tensor, size: int, fill: float = 0.0) -> torch.T
     """
     h, w = x.shape[-2:]
     scale = size / max(h, w)
-    if scale == 1.0:
-        return x  # HPSv2 returns the image untouched here (square or not)
     new = (round(h * scale), round(w * scale))
+    # HPSv2 skips padding too when the long side already equals `size`; a non-square input would then
+    # not fit the ViT, so we pad it (identical output for square inputs).
     x = _resize(x, new)
     pad_h, pad_w = size - new[0], size - new[1]
+    if pad_h == pad_w == 0:
+        return x
     return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=fill)
 
 
