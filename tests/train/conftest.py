@@ -17,8 +17,14 @@ def text_data(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="session")
+def ref_cache(tmp_path_factory):
+    """One reference-log-prob cache for the session (keys hash the model weights and data)."""
+    return tmp_path_factory.mktemp("refcache")
+
+
 @pytest.fixture
-def text_cfg(text_data, tmp_path):
+def text_cfg(text_data, ref_cache, tmp_path):
     """A factory of tiny text-DPO configs; keyword overrides go into sections."""
 
     def make(**sections):
@@ -31,7 +37,7 @@ def text_cfg(text_data, tmp_path):
             },
             "data": {"train": str(text_data / "train.jsonl"), "eval": str(text_data / "eval.jsonl"), "max_length": 96},
             "loss": {"kinds": "sigmoid", "beta": 0.1},
-            "reference": {"strategy": "precomputed", "cache_dir": str(tmp_path / "refcache")},
+            "reference": {"strategy": "precomputed", "cache_dir": str(ref_cache)},
             "train": {"output_dir": str(tmp_path / "out"), "batch_size": 4, "max_steps": 3, "lr": 1e-3, "log_every": 1},
         }
         for sec, val in sections.items():

@@ -58,7 +58,7 @@ def test_training_raises_heldout_reward_accuracy(text_cfg):
 
 
 def test_precomputed_reference_is_cached(text_cfg, tmp_path):
-    cfg = text_cfg()
+    cfg = text_cfg(reference={"cache_dir": str(tmp_path / "refcache")})
     TextDPOTrainer(cfg)
     files = list((tmp_path / "refcache").glob("*.safetensors"))
     assert len(files) == 2  # train and eval
@@ -94,3 +94,13 @@ def test_bad_row_names_file_row_and_column(text_cfg, tmp_path):
         TextDPOTrainer(text_cfg(data={"train": str(bad), "eval": None}))
     tr = TextDPOTrainer(text_cfg(data={"train": str(bad), "eval": None, "on_bad_row": "skip"}))
     assert len(tr.train_pairs) == 1
+
+
+def test_accumulation_invariant(text_cfg, tmp_path):
+    """batch 4 × accumulation 1 ≡ batch 2 × accumulation 2 (same pairs, same order)."""
+    a = TextDPOTrainer(text_cfg(train={"max_steps": 2, "batch_size": 4, "grad_accum": 1, "output_dir": str(tmp_path / "a")}))
+    a.train()
+    b = TextDPOTrainer(text_cfg(train={"max_steps": 2, "batch_size": 2, "grad_accum": 2, "output_dir": str(tmp_path / "b")}))
+    b.train()
+    for (n, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=n)
