@@ -6,7 +6,7 @@ Public API (heavy modules load lazily; importing this package imports neither to
     from diffalign.rewards import available, load, list_rewards               # the registry
     from diffalign.rewards import WeightedSum, LeaveOneOut                    # combinators
 
-See ``docs/rewards.md`` for writing a plugin and the table of built-ins.
+See the README's Rewards section for writing a plugin and the table of built-ins.
 """
 
 from __future__ import annotations

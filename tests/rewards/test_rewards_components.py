@@ -93,10 +93,10 @@ def test_docs_write_your_own_reward_example_runs_and_conforms():
     import pathlib
     import re
 
-    doc = (pathlib.Path(__file__).parents[2] / "docs" / "rewards.md").read_text()
-    section = doc.split("## Write your own reward in 20 lines", 1)[1]
+    doc = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    section = doc.split("### Write your own reward in 20 lines", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len([line for line in code.splitlines() if line.strip()]) <= 20
     namespace = {}
-    exec(compile(code, "docs/rewards.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
     check_reward(namespace["build"](gain=2.0))
