@@ -5,6 +5,18 @@ Each method implements the ``Method`` protocol of ``base.py``: it declares what 
 core. Trainers branch on the declarations, never on names.
 """
 
-METHODS: dict[str, str] = {}
+import importlib
 
-__all__ = ["METHODS"]
+METHODS: dict[str, str] = {
+    "diffusion_dpo": "diffalign.methods.diffusion_dpo:DiffusionDPO",
+}
+
+__all__ = ["METHODS", "method_class"]
+
+
+def method_class(name: str):
+    """The class registered under ``name`` (imports its module)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
+    module, cls = METHODS[name].split(":")
+    return getattr(importlib.import_module(module), cls)

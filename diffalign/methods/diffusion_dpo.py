@@ -1,0 +1,147 @@
+"""Diffusion-DPO (Wallace et al., "Diffusion Model Alignment Using Direct Preference
+Optimization", arXiv 2311.12908, CVPR 2024).
+
+Eq. 14 of the paper, with one timestep and one noise draw shared by the two images of a pair::
+
+    L(θ) = −E log σ( −(β/2) · [ (‖ε − ε_θ(x_t^w)‖² − ‖ε − ε_ref(x_t^w)‖²)
+                              − (‖ε − ε_θ(x_t^l)‖² − ‖ε − ε_ref(x_t^l)‖²) ] )
+
+β is the **paper form** (5000 in the paper's SD1.5 and SDXL runs; its ``T·ω(λ_t)`` is folded
+in). The loss maths is the shared core's: scores ``s = −err`` go to ``preference_loss`` with
+``β_core = β/2`` (``losses.denoising.core_params``), so any kind of the core works —
+``sigmoid`` is the paper's loss, ``ipo`` / ``hinge`` the diffusers script's variants, ``robust``
+(rDPO) for noisy labels, ``kto`` (chosen = desirable, rejected = undesirable; Diffusion-KTO,
+arXiv 2404.04465), ``{sigmoid: 1, nll: λ}`` adds an SFT term on the chosen images.
+
+Ties kept in the data (``label = 0.5``) count half in each direction:
+``0.5·ℓ(w ≻ l) + 0.5·ℓ(l ≻ w)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..losses import LossParams, LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
+from ..losses.denoising import (
+    PREDICTION_TYPES,
+    Distance,
+    core_params,
+    min_snr_weight,
+    noise_pairs,
+    pair_scores,
+    per_sample_error,
+)
+from .base import Denoiser, Method, MethodOutput, PairBatch
+
+__all__ = ["DiffusionDPO"]
+
+
+def _swap(b: PreferenceBatch) -> PreferenceBatch:
+    """The same pairs read the other way round (rejected preferred); the SFT term ``nll`` of
+    the new chosen is its policy error ``−s`` (``pair_scores``)."""
+    return PreferenceBatch(b.rejected, b.chosen, b.ref_rejected, b.ref_chosen, b.rejected_lengths,
+                           b.chosen_lengths, None if b.chosen_nll is None else -b.rejected)
+
+
+class DiffusionDPO(Method):
+    """Diffusion-DPO on the shared loss core.
+
+    Args:
+        scheduler: the diffusers noise scheduler of the model (``add_noise``, ``alphas_cumprod``).
+        prediction_type (str): ``epsilon``, ``v_prediction`` or ``sample`` — the U-Net's target.
+        kinds (str | list | dict): loss kind(s) of the core. Default ``sigmoid`` (the paper).
+        params (LossParams | None): loss parameters, ``beta`` in paper form. Default β = 5000.
+        t_range (tuple[int, int]): timesteps drawn uniformly from ``[t_min, t_max)``. Default
+            ``(0, num_train_timesteps)`` as the paper.
+        snr_gamma (float | None): Min-SNR-γ weighting of the errors (None: ω(λ_t) = 1, the paper).
+        distance (Distance): per-sample distance ``(pred, target) -> [N]``; default ε-MSE.
+    """
+
+    needs_reference = True
+    needs_rollouts = False
+    needs_reward = False
+    needs_inversion = False
+
+    def __init__(
+        self,
+        scheduler,
+        prediction_type: str = "epsilon",
+        kinds="sigmoid",
+        params: LossParams | None = None,
+        t_range: tuple[int, int] | None = None,
+        snr_gamma: float | None = None,
+        distance: Distance = per_sample_error,
+    ):
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        self.scheduler = scheduler
+        self.prediction_type = prediction_type
+        self.kinds = kinds
+        resolve_kinds(kinds)  # unknown kinds fail here, not at the first step
+        self.needs = needs_of(kinds)
+        self.needs_reference = "reference" in self.needs  # a reference-free kind needs no reference
+        self.params = params or LossParams(beta=5000.0)
+        self.core = core_params(self.params)  # β_core = β_paper / 2: see losses/denoising.py
+        n = scheduler.config.num_train_timesteps
+        self.t_range = tuple(t_range) if t_range is not None else (0, n)
+        if not 0 <= self.t_range[0] < self.t_range[1] <= n:
+            raise ValueError(f"timestep range {self.t_range} must lie in [0, {n}]")
+        self.snr_gamma = snr_gamma
+        self.distance = distance
+        self.state = LossState()
+
+    @classmethod
+    def from_config(cls, cfg, components) -> "DiffusionDPO":
+        """Build from a ``DiffusionTrainConfig`` and loaded ``models.families.Components``."""
+        d = cfg.diffusion
+        n = components.scheduler.config.num_train_timesteps
+        return cls(components.scheduler, components.prediction_type, cfg.loss.kinds, cfg.loss.params(),
+                   (d.t_min, min(d.t_max, n)), d.snr_gamma)
+
+    def errors(self, denoiser: Denoiser, batch: PairBatch, noised, weight) -> torch.Tensor:
+        """Per-sample errors ``[2B]`` (chosen first) of a denoiser on the noised pairs."""
+        pred = denoiser(noised.x_t, noised.t, batch.cond2())  # [2B, C, h, w]
+        return self.distance(pred, noised.target) * (1.0 if weight is None else weight)
+
+    def compute_loss(self, batch: PairBatch, policy: Denoiser, reference: Denoiser | None) -> MethodOutput:
+        if self.needs_reference and reference is None:
+            raise ValueError(f"loss kind(s) {self.kinds!r} need a reference denoiser")
+        # 1. one t and one ε per pair, repeated for w and l: x_t, t, target are [2B, ...]
+        noised = noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type)
+        weight = None
+        if self.snr_gamma:
+            weight = min_snr_weight(self.scheduler, noised.t, self.snr_gamma, self.prediction_type)  # [2B]
+        # 2. per-sample errors ‖target − model(x_t)‖² in fp32: [2B]
+        err = self.errors(policy, batch, noised, weight)
+        err_ref = None
+        if self.needs_reference:
+            with torch.no_grad():
+                err_ref = self.errors(reference, batch, noised, weight).detach()
+        # 3. scores s = −err → the shared core (β_core = β/2): Eq. 14 for kind 'sigmoid'
+        scores = pair_scores(err, err_ref, self.needs)
+        out = preference_loss(scores, self.kinds, self.core, self.state)
+        per_pair = out.per_pair  # [B]
+        label = batch.label
+        if label is not None and bool((label != 1).any()):
+            # kept ties: p·ℓ(w ≻ l) + (1 − p)·ℓ(l ≻ w)
+            rev = preference_loss(_swap(scores), self.kinds, self.core, None).per_pair
+            p = label.to(per_pair)
+            per_pair = p * per_pair + (1 - p) * rev
+        loss = per_pair.mean()
+        return MethodOutput(loss, self._metrics(out, err, err_ref, loss), per_pair.detach())
+
+    @torch.no_grad()
+    def _metrics(self, out, err, err_ref, loss) -> dict:
+        b = err.shape[0] // 2
+        m = {k: v for k, v in out.metrics.items() if k != "loss"}
+        m["loss"] = loss.detach()
+        m["err/policy_chosen"] = err[:b].mean()
+        m["err/policy_rejected"] = err[b:].mean()
+        if err_ref is not None:
+            m["err/ref_chosen"] = err_ref[:b].mean()
+            m["err/ref_rejected"] = err_ref[b:].mean()
+            model_diff = err[:b] - err[b:]  # Δθ
+            ref_diff = err_ref[:b] - err_ref[b:]  # Δref
+            # Salesforce's implicit_acc: the inside −(β/2)(Δθ − Δref) is positive
+            m["implicit_acc"] = ((ref_diff - model_diff) > 0).float().mean()
+        return m

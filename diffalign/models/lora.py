@@ -1,0 +1,62 @@
+"""LoRA on a diffusers U-Net through peft, and saving it so plain diffusers loads it.
+
+The adapters are added with ``unet.add_adapter`` (diffusers' peft integration), so the same
+U-Net serves as policy (adapters on) and reference (``disable_adapters()``): no second U-Net.
+The result is written with the pipeline class's ``save_lora_weights`` (with the adapter config
+as metadata, so ``lora_alpha ≠ r`` survives) and loads with
+``StableDiffusion[XL]Pipeline.from_pretrained(base).load_lora_weights(out)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+__all__ = ["add_lora", "save_lora", "lora_parameters"]
+
+
+def add_lora(unet: torch.nn.Module, r: int, alpha: float, dropout: float, target_modules: list[str], init: str) -> None:
+    """Add a ``default`` LoRA adapter to ``unet`` in place; only adapter weights stay trainable.
+
+    Args:
+        r (int): rank. alpha (float): ``lora_alpha`` (scale = alpha / r). dropout (float): adapter dropout.
+        target_modules (list[str]): e.g. ``[to_k, to_q, to_v, to_out.0]`` (the diffusers DPO script).
+        init (str): ``gaussian`` (diffusers DPO script) or ``true`` (peft default: B = 0).
+    """
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    conf = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                      init_lora_weights="gaussian" if init == "gaussian" else True)
+    unet.add_adapter(conf)
+    if not any(p.requires_grad for p in unet.parameters()):
+        raise ValueError(f"model.lora.target_modules {target_modules} matched no module of the U-Net")
+
+
+def lora_parameters(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights in diffusers' serialisation format (``…lora.down.weight`` keys)."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def save_lora(unet: torch.nn.Module, family: str, out: str | Path) -> Path:
+    """Write ``pytorch_lora_weights.safetensors`` that ``load_lora_weights`` reads.
+
+    Args:
+        unet: the U-Net holding the ``default`` adapter (unwrapped).
+        family (str): ``sd`` or ``sdxl`` (selects the pipeline class's writer).
+        out (str | Path): destination folder.
+    """
+    from .families import pipeline_class
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    layers = {k: v.detach().float().cpu().contiguous() for k, v in lora_parameters(unet).items()}
+    meta = unet.peft_config["default"].to_dict()
+    meta["target_modules"] = sorted(meta["target_modules"])  # a set in peft; metadata is JSON
+    pipeline_class(family).save_lora_weights(out, unet_lora_layers=layers, unet_lora_adapter_metadata=meta,
+                                             safe_serialization=True)
+    return out

@@ -1,0 +1,185 @@
+"""Config schema of the offline (preference-pair) diffusion trainer (``trainer: diffusion``).
+
+Torch-free. Every field is documented once, here; ``loss``, ``model.lora`` and ``train`` reuse
+the shared sections of ``config_common.py``. In this trainer ``loss.beta`` is the
+**paper-form** Diffusion-DPO β (inside of the log-sigmoid ``−(β/2)·(Δθ − Δref)``; paper and
+Salesforce code: 5000; diffusers SD1.5 script ``--beta_dpo 2500`` = paper-form 5000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .config_common import LoopConfig, LoraConfig, LossConfig
+
+__all__ = ["DiffusionModelConfig", "PairDataConfig", "DiffusionMethodConfig", "DiffusionReferenceConfig",
+           "EvalConfig", "DiffusionTrainConfig"]
+
+_UNET_ATTN = ["to_k", "to_q", "to_v", "to_out.0"]
+
+
+@dataclass
+class DiffusionModelConfig:
+    """The pipeline to align.
+
+    Attributes:
+        path: a diffusers pipeline folder (SD 1.5/2.x or SDXL), or a hub id in the HF cache.
+        family: ``auto`` (from the folder), ``sd`` or ``sdxl``.
+        vae: another VAE (folder or cached hub id), e.g. ``madebyollin/sdxl-vae-fp16-fix``.
+        vae_dtype: VAE dtype; fp32 by default (the SDXL VAE overflows in fp16).
+        prediction_type: ``auto`` (the scheduler's), ``epsilon``, ``v_prediction`` or ``sample``.
+        lora: LoRA adapters on the U-Net (null: full fine-tuning). Output: a LoRA file for
+            ``load_lora_weights``; full fine-tuning writes a whole pipeline folder.
+    """
+
+    path: str
+    family: Literal["auto", "sd", "sdxl"] = "auto"
+    vae: str | None = None
+    vae_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    prediction_type: Literal["auto", "epsilon", "v_prediction", "sample"] = "auto"
+    lora: LoraConfig | None = None
+
+    def validate(self) -> None:
+        if self.lora is not None and self.lora.target_modules == LoraConfig().target_modules:
+            self.lora.target_modules = list(_UNET_ATTN)  # LLM names make no sense on a U-Net
+
+
+@dataclass
+class PairDataConfig:
+    """Preference pairs with Pick-a-Pic columns (``data/pairs.py``).
+
+    Attributes:
+        source: a ``.parquet`` file, a folder of parquet shards, a ``datasets.save_to_disk``
+            folder, or a folder of images with ``index.jsonl``.
+        split: the split to train on; required when the source has several (never guessed).
+        allow_eval_split: permit training on a split named like validation/test.
+        caption_column / image_0_column / image_1_column / label_column: column names.
+        resolution: side of the square training images in pixels.
+        crop: ``center`` or ``random`` (random needs ``cache: false``).
+        hflip: random horizontal flip (the same for both images of a pair).
+        caption_dropout: share of pairs trained with the empty prompt (official recipe 0.2 via
+            ``--proportion_empty_prompts``; diffusers scripts 0).
+        ties: ``drop`` pairs labelled 0.5 (official; ~12% of Pick-a-Pic) or ``half``: keep them
+            with weight 0.5 in each direction.
+        on_bad_row: ``error`` stops naming dataset, row and column; ``skip`` drops and counts.
+        max_pairs: use at most this many pairs (the first ones).
+        cache: encode latents and text embeddings once (``data/cache.py``) and train from them.
+        cache_dir: where caches live (one sub-folder per model × data × preprocessing).
+        cache_dtype: dtype of cached tensors (``float16`` halves the disk).
+    """
+
+    source: str
+    split: str | None = None
+    allow_eval_split: bool = False
+    caption_column: str = "caption"
+    image_0_column: str = "jpg_0"
+    image_1_column: str = "jpg_1"
+    label_column: str = "label_0"
+    resolution: int = 512
+    crop: Literal["center", "random"] = "center"
+    hflip: bool = True
+    caption_dropout: float = 0.0
+    ties: Literal["drop", "half"] = "drop"
+    on_bad_row: Literal["error", "skip"] = "error"
+    max_pairs: int | None = None
+    cache: bool = True
+    cache_dir: str = ".cache/diffalign/latents"
+    cache_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+    def validate(self) -> None:
+        if self.cache and self.crop == "random":
+            raise ValueError("data.crop: random needs data.cache: false (a cache stores one crop per image)")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ValueError(f"data.caption_dropout must be in [0, 1), got {self.caption_dropout}")
+
+
+@dataclass
+class DiffusionMethodConfig:
+    """Noise and weighting of the denoising scores (``losses/denoising.py``).
+
+    Attributes:
+        t_min / t_max: timesteps drawn uniformly from ``[t_min, t_max)`` (paper: [0, 1000)).
+        snr_gamma: Min-SNR-γ weighting of the errors (null: none, as the paper).
+    """
+
+    t_min: int = 0
+    t_max: int = 1000
+    snr_gamma: float | None = None
+
+    def validate(self) -> None:
+        if not 0 <= self.t_min < self.t_max:
+            raise ValueError(f"diffusion.t_min/t_max must satisfy 0 <= t_min < t_max, got {self.t_min}, {self.t_max}")
+
+
+@dataclass
+class DiffusionReferenceConfig:
+    """The reference model of the loss.
+
+    Attributes:
+        strategy: ``auto`` (``adapter_off`` with LoRA, else ``frozen_copy``), ``adapter_off``
+            (the policy with LoRA disabled: no second U-Net) or ``frozen_copy``.
+        offload: keep the frozen copy on the CPU, moving layers to the device as they run
+            (accelerate ``cpu_offload``; slower, saves a U-Net of device memory).
+    """
+
+    strategy: Literal["auto", "adapter_off", "frozen_copy"] = "auto"
+    offload: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation against the base model after training (``diffalign/eval``).
+
+    Attributes:
+        prompts: a JSON file (a list, or ``{split: [prompts]}``) or a text file (one per line).
+        splits: keys of a JSON mapping to evaluate, the first is the headline (null: the list).
+        seeds_per_prompt: images per prompt (seeds ``seed + k``, the same for base and tuned).
+        seed: first seed. max_prompts: cap per split (the first ones; null: all).
+        reward: reward name (``diffalign list rewards``), e.g. ``toy_fidelity``.
+        guidance_scale / num_inference_steps: sampling (the pipeline's own scheduler).
+        batch_size: images per pipeline call. grid_columns: columns of the grid PNG.
+        out: report folder (default ``<output_dir>/eval``).
+    """
+
+    prompts: str
+    reward: str
+    splits: list[str] | None = None
+    seeds_per_prompt: int = 1
+    seed: int = 0
+    max_prompts: int | None = None
+    guidance_scale: float = 7.5
+    num_inference_steps: int = 25
+    batch_size: int = 32
+    grid_columns: int = 16
+    out: str | None = None
+
+
+@dataclass
+class DiffusionTrainConfig:
+    """``trainer: diffusion`` — preference optimisation of a diffusion model on image pairs.
+
+    Attributes:
+        method: a name of ``diffalign.methods.METHODS`` (``diffusion_dpo``).
+    """
+
+    trainer: Literal["diffusion"]
+    model: DiffusionModelConfig
+    data: PairDataConfig
+    method: str = "diffusion_dpo"
+    diffusion: DiffusionMethodConfig = field(default_factory=DiffusionMethodConfig)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(beta=5000.0))
+    reference: DiffusionReferenceConfig = field(default_factory=DiffusionReferenceConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    eval: EvalConfig | None = None
+
+    def validate(self) -> None:
+        from ..methods import METHODS
+
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        if self.reference.strategy == "adapter_off" and self.model.lora is None:
+            raise ValueError("reference.strategy: adapter_off needs model.lora (there are no adapters to turn off)")
+        if self.loss.beta < 1:
+            raise ValueError(f"loss.beta is the paper-form Diffusion-DPO β (thousands; 5000 in arXiv 2311.12908), "
+                             f"got {self.loss.beta} — set loss.beta")

@@ -1,0 +1,144 @@
+"""Tiny SD and SDXL pipelines (real diffusers / transformers classes, built from configs once per
+session, saved to folders and loaded back like real ones) and small Pick-a-Pic-style parquet files."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffalign.config import parse_config
+
+RES = 16  # training resolution of the tests (the tiny VAE downsamples ×2: 8×8 latents)
+
+
+def write_clip_vocab(d):
+    """Byte-level CLIP vocab/merges (reference/environment.md §9)."""
+    bs = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    chars = [chr(c) for c in cs]
+    toks = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    return d
+
+
+def _parts(tmp, xl: bool, prediction_type: str = "epsilon"):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(write_clip_vocab(tmp / "vocab"), model_max_length=16)
+    tcfg = CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_size=16, intermediate_size=32,
+                          num_attention_heads=2, num_hidden_layers=2, vocab_size=514, max_position_embeddings=16,
+                          projection_dim=16)
+    extra = {}
+    if xl:
+        extra = dict(addition_embed_type="text_time", addition_time_embed_dim=4,
+                     projection_class_embeddings_input_dim=6 * 4 + 16, use_linear_projection=True)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+                                cross_attention_dim=32 if xl else 16, norm_num_groups=4, **extra)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=4, sample_size=RES)
+    torch.manual_seed(0)
+    te = CLIPTextModel(tcfg)
+    sch = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                        set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    parts = dict(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sch)
+    if xl:
+        torch.manual_seed(1)
+        parts.update(text_encoder_2=CLIPTextModelWithProjection(tcfg), tokenizer_2=tok)
+    return parts
+
+
+@pytest.fixture(scope="session")
+def sd_path(tmp_path_factory):
+    """A saved tiny StableDiffusionPipeline folder (ε-prediction)."""
+    from diffusers import StableDiffusionPipeline
+
+    d = tmp_path_factory.mktemp("tiny_sd")
+    pipe = StableDiffusionPipeline(**_parts(d, xl=False), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(d / "pipe")
+    return str(d / "pipe")
+
+
+@pytest.fixture(scope="session")
+def sdxl_path(tmp_path_factory):
+    """A saved tiny StableDiffusionXLPipeline folder (two text encoders, text_time embedding)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    d = tmp_path_factory.mktemp("tiny_sdxl")
+    StableDiffusionXLPipeline(**_parts(d, xl=True)).save_pretrained(d / "pipe")
+    return str(d / "pipe")
+
+
+def png(rng, h=20, w=24):
+    from PIL import Image
+
+    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pair_rows(n, seed=0, labels=(1.0, 0.0)):
+    rng = np.random.default_rng(seed)
+    caps = ["a red circle", "a blue square", "a green triangle"]
+    return [{"caption": caps[i % 3], "jpg_0": png(rng, 20 + i % 3, 24), "jpg_1": png(rng, 24, 20),
+             "label_0": labels[i % len(labels)]} for i in range(n)]
+
+
+def write_parquet(rows, path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def pairs_parquet(tmp_path_factory):
+    """12 pairs: 8 with a clear label, 4 ties (label 0.5); non-square images of varied size."""
+    d = tmp_path_factory.mktemp("pairs")
+    return write_parquet(pair_rows(12, labels=(1.0, 0.0, 0.5)), d / "pairs.parquet")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One latent-cache root for the session: caches are keyed, so tests share them."""
+    return str(tmp_path_factory.mktemp("latent_cache"))
+
+
+@pytest.fixture
+def dcfg(sd_path, pairs_parquet, cache_dir, tmp_path):
+    """A factory of tiny diffusion-DPO configs; keyword overrides go into sections."""
+
+    def make(**sections):
+        data = {
+            "trainer": "diffusion",
+            "model": {"path": sd_path, "lora": {"r": 4, "alpha": 4, "init": "gaussian"}},
+            "data": {"source": pairs_parquet, "resolution": RES, "cache_dir": cache_dir},
+            "loss": {"kinds": "sigmoid", "beta": 5000.0},
+            "train": {"output_dir": str(tmp_path / "out"), "batch_size": 2, "max_steps": 3, "lr": 1e-3,
+                      "log_every": 1},
+        }
+        for sec, val in sections.items():
+            if val is None or not isinstance(val, dict):
+                data[sec] = val
+            else:
+                data[sec] = {**(data.get(sec) or {}), **val}
+        return parse_config(data, "<test>")
+
+    return make
