@@ -1,0 +1,315 @@
+"""Builds the tones-world assets from seeds: ``diffalign toy build audio [--out DIR] [--seed N] [--quick]``.
+
+Stages (wall time of each goes to build_info.json):
+
+1. render      ``n_clips`` training clips (waveforms + log-mels), shared by the next three stages
+2. vae         AutoencoderKL on the log-mels; reconstruction L1 on held-out renders
+3. vocoder     SpeechT5HifiGan on true and VAE-reconstructed log-mels; its fidelity (pitch-band
+               accuracy of vocoded held-out mels, true and through the VAE) is measured
+4. unet        ClapTextModelWithProjection + UNet trained jointly on the scaled latents; the
+               AudioLDMPipeline is saved in diffusers format
+   -- pretraining ends here; the remaining stages use the saved pipeline or the renderer --
+5. embedder    standardisation of the toy audio embedding + FAD reference statistics (renders)
+6. fidelity    base pipeline on the held-out prompts (a quick check; ``toy report audio`` is the full one)
+7. prefs       preference pairs on training prompts, labelled by graded ``toy_pitch``
+8. exemplars   rendered ground truth of the training prompts
+
+The build writes into ``<out>.partial`` and replaces ``<out>`` only when every stage succeeded.
+
+Example:
+    python -m diffalign.toy.audio_build --out /tmp/toy_audio --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from diffalign.toy.audio_assets import SAMPLING
+from diffalign.toy.audio_train import UNetConfig, VAEConfig, VocoderConfig
+
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "toy" / "audio"
+
+
+@dataclass
+class AudioBuildConfig:
+    """Everything the audio build does; the defaults are the committed build.
+
+    Args:
+        seed (int): master seed; stage seeds are seed + a fixed offset.
+        threads (int): torch CPU threads (never more than the free cores).
+        n_clips (int): rendered training clips shared by VAE, vocoder and UNet.
+        vae (VAEConfig): VAE training.
+        vocoder (VocoderConfig): vocoder training.
+        unet (UNetConfig): text encoder + UNet training.
+        sampling (dict): default sampling of the pipeline.
+        check_per_prompt (int): held-out renders per held-out prompt for the VAE / vocoder checks.
+        fidelity_per_prompt (int): base-pipeline samples per held-out prompt at build time.
+        pair_draws (int): training-prompt draws; two samples each make one pair.
+        tie_margin (float): graded gap below which a pair is a tie (label 0.5).
+        exemplars_per_prompt (int): renders per training prompt in the exemplar set.
+        fad_reference_clips (int): renders behind the FAD reference statistics.
+        min_pairs (int): fail the build if fewer pairs come out (0: no check).
+    """
+
+    seed: int = 0
+    threads: int = 2
+    n_clips: int = 8000
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    sampling: dict = field(default_factory=lambda: dict(SAMPLING))
+    check_per_prompt: int = 3
+    fidelity_per_prompt: int = 1
+    pair_draws: int = 560
+    tie_margin: float = 0.01
+    exemplars_per_prompt: int = 2
+    fad_reference_clips: int = 2000
+    min_pairs: int = 500
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> AudioBuildConfig:
+        """A seconds-long build with every stage, for tests (its assets are useless otherwise)."""
+        return cls(
+            seed=seed,
+            n_clips=48,
+            vae=VAEConfig(channels=(8, 8, 8), steps=2, batch=8),
+            vocoder=VocoderConfig(initial_channels=16, resblock_kernels=(3,), steps=2, batch=4, segment_frames=8),
+            unet=UNetConfig(channels=(16, 16), layers_per_block=1, text_width=16, text_layers=1, projection_dim=16,
+                            steps=2, batch=8),
+            sampling={**SAMPLING, "num_inference_steps": 2},
+            check_per_prompt=1,
+            fidelity_per_prompt=1,
+            pair_draws=4,
+            exemplars_per_prompt=1,
+            fad_reference_clips=32,
+            min_pairs=0,
+        )
+
+
+def _sizes(folder: Path) -> dict:
+    """Bytes per top-level entry of the asset folder, and the largest single file."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        out[p.name] = sum(f.stat().st_size for f in files)
+    largest = max((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    return {"per_entry": out, "total": sum(out.values()),
+            "largest_file": [str(largest.relative_to(folder)), largest.stat().st_size]}
+
+
+def _per_band(correct, prompts: list[str]) -> dict:
+    """Accuracy overall and per band of a ``[N]`` bool tensor."""
+    from diffalign.toy.audio_world import BANDS, parse_prompt
+
+    bands = [parse_prompt(p).band for p in prompts]
+    out = {"all": float(correct.float().mean())}
+    for b in BANDS:
+        sel = [i for i, x in enumerate(bands) if x == b]
+        out[b] = float(correct[sel].float().mean()) if sel else float("nan")
+    return out
+
+
+def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: bool = False,
+                      cfg: AudioBuildConfig | None = None, threads: int | None = None) -> dict:
+    """Runs every stage and writes the asset folder.
+
+    Args:
+        out_dir (str | Path): destination folder (replaced at the end).
+        seed (int): master seed (ignored when ``cfg`` is given).
+        quick (bool): a seconds-long build for tests (ignored when ``cfg`` is given).
+        cfg (AudioBuildConfig | None): settings; None uses the defaults (the committed build).
+        threads (int | None): overrides ``cfg.threads``.
+
+    Returns:
+        dict: the build_info written to ``<out>/build_info.json``.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = cfg or (AudioBuildConfig.quick(seed) if quick else AudioBuildConfig(seed=seed))
+    if threads is not None:
+        cfg.threads = threads
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from diffalign.rewards.distribution import ReferenceStats
+    from diffalign.toy import audio_train as at
+    from diffalign.toy.audio_assets import decode_audio, flac_bytes, load_pipeline, sample_audio, write_parquet_shards
+    from diffalign.toy.audio_reward import BAND_NAMES, EmbeddingStats, band_from_mel, embed_audio, score_pitch
+    from diffalign.toy.audio_world import TonesWorld, parse_prompt
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    world = TonesWorld()
+    times: dict[str, float] = {}
+    metrics: dict[str, dict] = {}
+    t_all = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_all:7.1f} s] {msg}", flush=True)
+
+    def stage(name: str, t0: float) -> None:
+        times[name] = round(time.time() - t0, 1)
+        log(f"stage {name}: {times[name]:.1f} s")
+
+    # 1. render the shared training pool and the held-out check set
+    t0 = time.time()
+    pool_prompts = world.sample_training_prompts(cfg.n_clips, cfg.seed + 1)
+    waves, mels = at.render_mels(world, pool_prompts, cfg.seed + 2)  # [N, T], [N, 64, 32]
+    check_prompts = [p for p in world.held_out_prompts for _ in range(cfg.check_per_prompt)]
+    check_waves, check_mels = at.render_mels(world, check_prompts, cfg.seed + 3)
+    stage("render", t0)
+
+    # 2. VAE
+    t0 = time.time()
+    vae = at.make_vae(cfg.vae, cfg.seed + 10)
+    vae_stats = at.train_vae(vae, mels, cfg.vae, cfg.seed + 11, log=log)
+    check_rec = at.reconstruct_mels(vae, check_mels)
+    vae_stats["held_out_mel_l1"] = float((check_rec - check_mels).abs().mean())
+    check_target = torch.tensor([BAND_NAMES.index(parse_prompt(p).band) for p in check_prompts])
+    vae_stats["mel_domain_band_accuracy"] = _per_band(band_from_mel(check_rec) == check_target, check_prompts)
+    metrics["vae"] = vae_stats
+    stage("vae", t0)
+
+    # 3. vocoder (fidelity: pitch band of vocoded held-out mels, true and through the VAE)
+    t0 = time.time()
+    mel_mean, mel_std = mels.mean(dim=(0, 1)), mels.std(dim=(0, 1))  # [32] each
+    vocoder = at.make_vocoder(cfg.vocoder, mel_mean, mel_std, cfg.seed + 20)
+    voc_stats = at.train_vocoder(vocoder, vae, waves, mels, cfg.vocoder, cfg.seed + 21, log=log)
+    truth = score_pitch(check_waves, check_prompts)
+    from_mel = score_pitch(at.vocode(vocoder, check_mels), check_prompts)
+    from_vae = score_pitch(at.vocode(vocoder, check_rec), check_prompts)
+    voc_stats.update({
+        "ground_truth_band_accuracy": _per_band(truth["correct"], check_prompts),
+        "true_mel_band_accuracy": _per_band(from_mel["correct"], check_prompts),
+        "vae_mel_band_accuracy": _per_band(from_vae["correct"], check_prompts),
+        "true_mel_graded": float(from_mel["graded"].mean()),
+        "vae_mel_graded": float(from_vae["graded"].mean()),
+        "n_clips": len(check_prompts),
+    })
+    metrics["vocoder"] = voc_stats
+    log(f"vocoder band accuracy: true mel {voc_stats['true_mel_band_accuracy']}, via VAE {voc_stats['vae_mel_band_accuracy']}")
+    stage("vocoder", t0)
+
+    # 4. text encoder + UNet on scaled latents
+    t0 = time.time()
+    latents = at.encode_mels(vae, mels)  # [N, 4, 16, 8]
+    scaling = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scaling)
+    tokenizer = at.build_tokenizer(tmp / "_tokenizer_files", model_max_length=16)
+    text_encoder, unet = at.make_text_unet(cfg.unet, tokenizer, cfg.seed + 30)
+    del waves
+    metrics["unet"] = at.train_text_unet(text_encoder, unet, tokenizer, latents * scaling, pool_prompts, cfg.unet,
+                                         cfg.seed + 31, log=log)
+    pipe = at.assemble_pipeline(vae, text_encoder, tokenizer, unet, vocoder)
+    pipe.save_pretrained(tmp / "pipeline")
+    shutil.rmtree(tmp / "_tokenizer_files")
+    (tmp / "prompts.json").write_text(json.dumps({"train": world.train_prompts, "held_out": world.held_out_prompts},
+                                                 indent=1))
+    stage("unet", t0)
+    pretrain_seconds = sum(times.values())
+
+    # 5. embedding standardisation + FAD reference statistics (rendered clips of training prompts)
+    t0 = time.time()
+    ref_prompts = world.sample_training_prompts(cfg.fad_reference_clips, cfg.seed + 40)
+    ref_waves, _ = at.render_mels(world, ref_prompts, cfg.seed + 41)
+    emb_stats = EmbeddingStats.fit(ref_waves)
+    emb_stats.save(tmp / "embedder.safetensors")
+    ref = ReferenceStats.from_embeddings(embed_audio(ref_waves, emb_stats), encoder="toy_audio_embed",
+                                         sample_rate=16000, clips=len(ref_prompts))
+    ref.save(tmp / "fad_reference.npz")
+    stage("embedder", t0)
+
+    # 6. quick base fidelity on held-out prompts (reloaded from disk, as users will)
+    t0 = time.time()
+    pipe = load_pipeline(tmp)
+    sampling = {k: cfg.sampling[k] for k in ("guidance_scale", "num_inference_steps")}
+    fid_prompts = [p for p in world.held_out_prompts for _ in range(cfg.fidelity_per_prompt)]
+    fid_audio, fid_mel = sample_audio(pipe, fid_prompts, [10_000 + i for i in range(len(fid_prompts))], **sampling,
+                                      return_mel=True)
+    fid = score_pitch(fid_audio, fid_prompts)
+    target = torch.tensor([BAND_NAMES.index(parse_prompt(p).band) for p in fid_prompts])
+    metrics["base_fidelity_at_build"] = {"band_accuracy": _per_band(fid["correct"], fid_prompts),
+                                         "mel_band_accuracy": _per_band(band_from_mel(fid_mel) == target, fid_prompts),
+                                         "graded": float(fid["graded"].mean()), "n": len(fid_prompts)}
+    log(f"base pipeline held-out band accuracy {metrics['base_fidelity_at_build']['band_accuracy']}")
+    stage("fidelity", t0)
+
+    # 7. preference pairs on training prompts, labelled on the stored (FLAC) audio
+    t0 = time.time()
+    rng = np.random.default_rng(cfg.seed + 50)
+    draw_prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.pair_draws)]
+    seeds = [int(s) for s in rng.choice(2**31 - 1, size=2 * cfg.pair_draws, replace=False)]
+    audio = sample_audio(pipe, [p for p in draw_prompts for _ in range(2)], seeds, **sampling)  # [2D, T]
+    blobs = flac_bytes(audio.numpy())
+    graded = score_pitch(decode_audio(blobs), [p for p in draw_prompts for _ in range(2)])["graded"].numpy()
+    g0, g1 = graded[0::2], graded[1::2]
+    label = np.where(g0 > g1 + cfg.tie_margin, 1.0, np.where(g1 > g0 + cfg.tie_margin, 0.0, 0.5))
+    table = pa.table({
+        "caption": draw_prompts, "audio_0": blobs[0::2], "audio_1": blobs[1::2], "label_0": label,
+        "score_0": g0.astype(np.float32), "score_1": g1.astype(np.float32),
+        "seed_0": seeds[0::2], "seed_1": seeds[1::2],
+    })
+    shards = write_parquet_shards(table, tmp, "prefs_train")
+    if len(table) < cfg.min_pairs:
+        raise RuntimeError(f"only {len(table)} preference pairs (< {cfg.min_pairs})")
+    metrics["prefs"] = {"pairs": len(table), "ties": int((label == 0.5).sum()), "label_0_mean": float(label.mean()),
+                        "mean_abs_gap": float(np.abs(g0 - g1).mean()), "shards": [p.name for p in shards],
+                        "train_prompts_only": True}
+    stage("prefs", t0)
+
+    # 8. exemplars: rendered ground truth of every training prompt
+    t0 = time.time()
+    ex_prompts = [p for p in world.train_prompts for _ in range(cfg.exemplars_per_prompt)]
+    ex_waves, ex_specs = world.render_prompts(ex_prompts, cfg.seed + 60)
+    parsed = [parse_prompt(p) for p in ex_prompts]
+    ex = pa.table({
+        "caption": ex_prompts, "audio": flac_bytes(ex_waves), "band": [p.band for p in parsed],
+        "timbre": [p.timbre for p in parsed], "loudness": [s.loudness for s in ex_specs],
+        "f0": [s.f0 for s in ex_specs], "split": ["train"] * len(ex_prompts),
+    })
+    import pyarrow.parquet as pq
+
+    pq.write_table(ex, str(tmp / "exemplars.parquet"), compression="zstd")
+    stage("exemplars", t0)
+
+    info = {
+        "world": "tones", "seed": cfg.seed, "config": asdict(cfg), "sampling": dict(cfg.sampling),
+        "stage_seconds": times, "pretrain_seconds": round(pretrain_seconds, 1),
+        "total_seconds": round(time.time() - t_all, 1), "metrics": metrics, "vae_scaling_factor": scaling,
+        "mel": {"sample_rate": 16000, "n_fft": 1024, "hop": 256, "n_mels": 32, "f_max": 8000, "log_floor": 1e-2},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": cfg.threads,
+                    "cpus": os.cpu_count()},
+        "command": f"diffalign toy build audio --seed {cfg.seed}" + (" --quick" if cfg.n_clips < 100 else ""),
+    }
+    info["sizes"] = _sizes(tmp)
+    (tmp / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log(f"done: {out} ({info['sizes']['total'] / 1e6:.1f} MB)")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m diffalign.toy.audio_build [--out DIR] [--seed N] [--quick] [--threads N]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    build_audio_world(args.out, seed=args.seed, quick=args.quick, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,427 @@
+"""Training stages of the toy AudioLDM pipeline: tokenizer, VAE, vocoder, then text encoder + UNet.
+
+All components are the real transformers / diffusers classes of ``AudioLDMPipeline`` at tiny sizes:
+a ``RobertaTokenizer`` written from local files, ``ClapTextModelWithProjection``, a 1-channel
+``AutoencoderKL`` on ``[B, 1, 64, 32]`` log-mels (latents ``[B, 4, 16, 8]``), a ``SpeechT5HifiGan``
+vocoder (hop 256 = 8·8·4) and a ``UNet2DConditionModel`` conditioned AudioLDM-style: the
+L2-normalised CLAP text embedding enters as a ``simple_projection`` class embedding concatenated to
+the time embedding (no cross-attention). See reference/toy-feasibility.md for the prototype.
+
+The vocoder has no discriminator (mel L1 + multi-resolution STFT losses): it needs to get the
+pitch and the spectral envelope right, not studio phase. It is trained on a mix of true and
+VAE-reconstructed log-mels, so that it tolerates the decoder's smoothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffalign.toy.audio_world import HOP, N_MELS, TonesWorld, log_mel, toy_words
+
+# AudioLDM's training noise schedule (scaled-linear betas 0.0015..0.0195)
+NOISE_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear"}
+LATENT_CHANNELS = 4
+MEL_FRAMES = 64  # frames per 1.024 s clip
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+def _byte_chars() -> list[str]:
+    """The GPT-2 byte-level alphabet: 256 printable characters, one per byte."""
+    bs = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """Greedy BPE on ``Ġword`` symbols until each is one token (ties broken alphabetically)."""
+    seqs = {w: list("Ġ" + w) for w in sorted(set(words))}
+    merges = []
+    while True:
+        pairs = Counter(p for s in seqs.values() for p in zip(s, s[1:]))
+        if not pairs:
+            return merges
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        for w, s in seqs.items():
+            out, i = [], 0
+            while i < len(s):
+                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
+                    out.append(s[i] + s[i + 1])
+                    i += 2
+                else:
+                    out.append(s[i])
+                    i += 1
+            seqs[w] = out
+
+
+def build_tokenizer(folder: str | Path, model_max_length: int = 16):
+    """A byte-level ``RobertaTokenizer`` from local files in which every grammar word (after a space) is one token.
+
+    Vocabulary: ``<s> <pad> </s> <unk>``, the 256 byte characters, the merged words, ``<mask>``.
+
+    Returns:
+        RobertaTokenizer: loaded from ``folder`` (``vocab.json`` + ``merges.txt``).
+    """
+    from transformers import RobertaTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    merges = _learn_merges(toy_words())
+    toks = ["<s>", "<pad>", "</s>", "<unk>", *_byte_chars(), *("".join(m) for m in merges), "<mask>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    tok = RobertaTokenizer.from_pretrained(folder, model_max_length=model_max_length)
+    if len(tok) <= 5:
+        raise RuntimeError(f"toy tokenizer in {folder} came out empty")
+    return tok
+
+
+# ------------------------------------------------------------------------------------------ settings
+@dataclass
+class VAEConfig:
+    """AutoencoderKL on log-mels ``[B, 1, 64, 32]`` -> latents ``[B, 4, 16, 8]``.
+
+    Args:
+        channels (tuple): block widths (3 levels = 2 downsamplings).
+        steps (int): optimiser steps (random batches of the rendered pool).
+        batch (int): clips per step.
+        lr (float): peak AdamW learning rate (cosine to lr / 20).
+        kl_weight (float): KL weight (tiny: a near-deterministic autoencoder).
+    """
+
+    channels: tuple[int, ...] = (16, 32, 32)
+    steps: int = 500
+    batch: int = 32
+    lr: float = 2e-3
+    kl_weight: float = 1e-6
+
+
+@dataclass
+class VocoderConfig:
+    """SpeechT5HifiGan trained without a discriminator.
+
+    Args:
+        initial_channels (int): ``upsample_initial_channel`` (halved after each upsampling).
+        upsample_rates (tuple): product = hop (256).
+        resblock_kernels (tuple): kernel sizes of the multi-receptive-field fusion blocks.
+        steps (int): optimiser steps.
+        batch (int): segments per step.
+        segment_frames (int): mel frames per training segment (16 frames = 0.256 s).
+        lr (float): peak AdamW learning rate (cosine to lr / 10).
+        vae_input_share (float): share of segments whose input mel is the VAE's reconstruction.
+    """
+
+    initial_channels: int = 128
+    upsample_rates: tuple[int, ...] = (8, 8, 4)
+    resblock_kernels: tuple[int, ...] = (3, 7, 11)
+    steps: int = 1200
+    batch: int = 16
+    segment_frames: int = 16
+    lr: float = 1e-3
+    vae_input_share: float = 0.5
+
+
+@dataclass
+class UNetConfig:
+    """Text encoder + UNet training.
+
+    Args:
+        channels (tuple): UNet block widths.
+        layers_per_block (int): ResNet layers per block.
+        text_width (int): CLAP text hidden size.
+        text_layers (int): CLAP text layers.
+        projection_dim (int): CLAP text projection (the UNet's class-embedding input).
+        n_clips (int): rendered training clips, encoded to latents once.
+        steps (int): optimiser steps.
+        batch (int): latents per step.
+        lr (float): peak AdamW learning rate (50-step warm-up, cosine to lr / 10).
+        caption_dropout (float): share of captions replaced by "" (classifier-free guidance).
+        ema_decay (float): EMA of the saved weights.
+        min_snr_gamma (float): Min-SNR-γ weighting (arXiv:2303.09556); 0 turns it off.
+    """
+
+    channels: tuple[int, ...] = (64, 128)
+    layers_per_block: int = 2
+    text_width: int = 64
+    text_layers: int = 2
+    projection_dim: int = 32
+    n_clips: int = 8000
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 1e-3
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.995
+    min_snr_gamma: float = 5.0
+
+
+def _cosine_lr(step: int, total: int, warmup: int, floor: float) -> float:
+    """Multiplier of the peak lr: linear warm-up, then cosine from 1 to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def render_mels(world: TonesWorld, prompts: list[str], seed: int, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders clips for ``prompts``: waveforms ``[N, T]`` and log-mels ``[N, 64, 32]``."""
+    rng = np.random.default_rng(seed)
+    waves, mels = [], []
+    for i in range(0, len(prompts), chunk):
+        w, _ = world.render_prompts(prompts[i : i + chunk], rng)
+        w = torch.from_numpy(w)
+        waves.append(w)
+        mels.append(log_mel(w))
+    return torch.cat(waves), torch.cat(mels)
+
+
+# ------------------------------------------------------------------------------------------ VAE
+def make_vae(cfg: VAEConfig, seed: int):
+    """A fresh 1-channel AutoencoderKL (scale factor 4)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    n = len(cfg.channels)
+    return AutoencoderKL(
+        in_channels=1, out_channels=1, latent_channels=LATENT_CHANNELS, block_out_channels=cfg.channels,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        layers_per_block=1, norm_num_groups=8, sample_size=MEL_FRAMES,
+    )
+
+
+def train_vae(vae, mels: torch.Tensor, cfg: VAEConfig, seed: int, log: Callable[[str], None] = print) -> dict:
+    """L1 reconstruction of log-mels ``[N, 64, 32]`` (+ tiny KL); returns the last-50-step loss and wall time."""
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    vae.train()
+    t0, losses = time.time(), []
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _cosine_lr(step, cfg.steps, 20, 0.05)
+        x = mels[torch.randint(len(mels), (cfg.batch,), generator=gen)][:, None]  # [B, 1, 64, 32]
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample(generator=gen)).sample
+        loss = (rec - x).abs().mean() + cfg.kl_weight * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 100 == 0:
+            log(f"vae step {step}: loss {np.mean(losses[-100:]):.4f}")
+    vae.eval()
+    return {"loss": float(np.mean(losses[-50:])), "seconds": time.time() - t0, "steps": cfg.steps}
+
+
+@torch.no_grad()
+def encode_mels(vae, mel: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Posterior means of ``[N, 64, 32]`` log-mels: ``[N, 4, 16, 8]`` (unscaled)."""
+    return torch.cat([vae.encode(mel[i : i + batch, None]).latent_dist.mean for i in range(0, len(mel), batch)])
+
+
+@torch.no_grad()
+def reconstruct_mels(vae, mel: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """VAE round trip of ``[N, 64, 32]`` log-mels through the posterior mean."""
+    return torch.cat([vae.decode(vae.encode(mel[i : i + batch, None]).latent_dist.mean).sample[:, 0]
+                      for i in range(0, len(mel), batch)])
+
+
+# ------------------------------------------------------------------------------------------ vocoder
+def make_vocoder(cfg: VocoderConfig, mel_mean: torch.Tensor, mel_std: torch.Tensor, seed: int):
+    """A fresh SpeechT5HifiGan whose input normalisation uses the training log-mel statistics."""
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    if math.prod(cfg.upsample_rates) != HOP:
+        raise ValueError(f"vocoder upsample_rates {cfg.upsample_rates} must multiply to the hop {HOP}")
+    torch.manual_seed(seed)
+    voc = SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=N_MELS, sampling_rate=16000, upsample_initial_channel=cfg.initial_channels,
+        upsample_rates=list(cfg.upsample_rates), upsample_kernel_sizes=[2 * r for r in cfg.upsample_rates],
+        resblock_kernel_sizes=list(cfg.resblock_kernels), resblock_dilation_sizes=[[1, 3, 5]] * len(cfg.resblock_kernels),
+        normalize_before=True,
+    ))
+    voc.mean.copy_(mel_mean)
+    voc.scale.copy_(mel_std)
+    return voc
+
+
+def _stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT loss (spectral convergence + log-magnitude L1), Parallel WaveGAN eq. (4)-(6)."""
+    total = pred.new_zeros(())
+    for n_fft, hop in ((256, 64), (512, 128), (1024, 256), (2048, 512)):
+        win = torch.hann_window(n_fft, device=pred.device)
+        p = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-6)
+        t = torch.stft(target, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-6)
+        total = total + torch.linalg.norm(t - p) / torch.linalg.norm(t) + (p.log() - t.log()).abs().mean()
+    return total / 4
+
+
+def train_vocoder(voc, vae, waves: torch.Tensor, mels: torch.Tensor, cfg: VocoderConfig, seed: int,
+                  log: Callable[[str], None] = print) -> dict:
+    """Trains the vocoder on random segments of pre-rendered clips.
+
+    Args:
+        waves (torch.Tensor): ``[N, T]`` clips.
+        mels (torch.Tensor): ``[N, 64, 32]`` their log-mels.
+        vae: the trained VAE (its reconstructions are a share of the inputs), or None.
+
+    Returns:
+        dict: last-50-step loss, wall time, steps.
+    """
+    recon = reconstruct_mels(vae, mels) if vae is not None and cfg.vae_input_share > 0 else mels
+    opt = torch.optim.AdamW(voc.parameters(), lr=cfg.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    seg = cfg.segment_frames
+    voc.train()
+    t0, losses = time.time(), []
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _cosine_lr(step, cfg.steps, 20, 0.1)
+        idx = torch.randint(len(mels), (cfg.batch,), generator=gen)
+        start = torch.randint(0, mels.shape[1] - seg + 1, (cfg.batch,), generator=gen)
+        use_rec = torch.rand(cfg.batch, generator=gen) < cfg.vae_input_share
+        src = torch.where(use_rec[:, None, None], recon[idx], mels[idx])  # [B, 64, 32]
+        x = torch.stack([src[b, s : s + seg] for b, s in enumerate(start.tolist())])  # [B, seg, 32]
+        y = torch.stack([waves[i, s * HOP : (s + seg) * HOP] for i, s in zip(idx.tolist(), start.tolist())])
+        pred = voc(x)  # [B, seg * HOP]
+        mel_target = mels[idx][torch.arange(cfg.batch)[:, None], start[:, None] + torch.arange(seg)]  # true mel
+        mel_loss = (log_mel(pred)[:, 1:-1] - mel_target[:, 1:-1]).abs().mean()  # edge frames see padding
+        loss = mel_loss + _stft_loss(pred, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(voc.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 100 == 0:
+            log(f"vocoder step {step}: loss {np.mean(losses[-100:]):.4f}")
+    voc.eval()
+    return {"loss": float(np.mean(losses[-50:])), "seconds": time.time() - t0, "steps": cfg.steps}
+
+
+@torch.no_grad()
+def vocode(voc, mels: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Waveforms ``[N, 64 * 256]`` of log-mels ``[N, 64, 32]``."""
+    return torch.cat([voc(mels[i : i + batch]) for i in range(0, len(mels), batch)])
+
+
+# ------------------------------------------------------------------------------------------ text + UNet
+def make_text_unet(cfg: UNetConfig, tokenizer, seed: int):
+    """Fresh ClapTextModelWithProjection and UNet2DConditionModel (AudioLDM conditioning)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import ClapTextConfig, ClapTextModelWithProjection
+
+    torch.manual_seed(seed)
+    text_encoder = ClapTextModelWithProjection(ClapTextConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.text_width, intermediate_size=2 * cfg.text_width,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=4, projection_dim=cfg.projection_dim,
+        max_position_embeddings=tokenizer.model_max_length + 2, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    ))
+    torch.manual_seed(seed + 1)
+    n = len(cfg.channels)
+    unet = UNet2DConditionModel(
+        sample_size=MEL_FRAMES // 4, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        block_out_channels=cfg.channels, layers_per_block=cfg.layers_per_block,
+        down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
+        mid_block_type="UNetMidBlock2D", attention_head_dim=16, norm_num_groups=16,
+        class_embed_type="simple_projection", projection_class_embeddings_input_dim=cfg.projection_dim,
+        class_embeddings_concat=True, resnet_time_scale_shift="scale_shift",
+    )
+    return text_encoder, unet
+
+
+def encode_text(text_encoder, tokenizer, prompts: list[str]) -> torch.Tensor:
+    """The pipeline's conditioning: L2-normalised ``text_embeds`` ``[B, projection_dim]`` (as ``_encode_prompt``)."""
+    enc = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt")
+    out = text_encoder(enc.input_ids, attention_mask=enc.attention_mask).text_embeds
+    return F.normalize(out, dim=-1)
+
+
+def train_text_unet(text_encoder, unet, tokenizer, latents: torch.Tensor, prompts: list[str], cfg: UNetConfig,
+                    seed: int, log: Callable[[str], None] = print) -> dict:
+    """Trains text encoder and UNet jointly on ε-prediction, then loads their EMA weights.
+
+    Args:
+        latents (torch.Tensor): ``[N, 4, 16, 8]`` scaled latents.
+        prompts (list[str]): N captions.
+
+    Returns:
+        dict: mean loss of the last 100 steps, wall time, steps.
+    """
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+
+    sched = DDPMScheduler(**NOISE_SCHEDULE)
+    snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)  # [1000]
+    unique = sorted(set(prompts) | {""})
+    index = {p: i for i, p in enumerate(unique)}
+    prompt_idx = torch.tensor([index[p] for p in prompts])  # [N]
+    empty = index[""]
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    ema = EMAModel(params, decay=cfg.ema_decay)
+    gen = torch.Generator().manual_seed(seed)
+    unet.train()
+    text_encoder.train()
+    t0, losses = time.time(), []
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * _cosine_lr(step, cfg.steps, 50, 0.1)
+        idx = torch.randint(len(latents), (cfg.batch,), generator=gen)
+        x0 = latents[idx]  # [B, 4, 16, 8]
+        drop = torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout
+        pid = torch.where(drop, torch.full_like(prompt_idx[idx], empty), prompt_idx[idx])  # [B]
+        used, inverse = pid.unique(return_inverse=True)
+        cond = encode_text(text_encoder, tokenizer, [unique[i] for i in used.tolist()])[inverse]  # [B, P]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=gen)
+        x_t = sched.add_noise(x0, noise, t)
+        pred = unet(x_t, t, encoder_hidden_states=None, class_labels=cond).sample
+        err = (pred - noise).pow(2).mean(dim=(1, 2, 3))  # [B]
+        if cfg.min_snr_gamma > 0:  # Min-SNR-γ for ε-prediction: weight = min(SNR, γ) / SNR
+            err = err * snr[t].clamp(max=cfg.min_snr_gamma) / snr[t]
+        loss = err.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.step(params)
+        losses.append(loss.item())
+        if step % 100 == 0:
+            log(f"unet step {step}: loss {np.mean(losses[-100:]):.4f} ({time.time() - t0:.0f} s)")
+    ema.copy_to(params)
+    unet.eval()
+    text_encoder.eval()
+    return {"loss": float(np.mean(losses[-100:])), "seconds": time.time() - t0, "steps": cfg.steps}
+
+
+def assemble_pipeline(vae, text_encoder, tokenizer, unet, vocoder):
+    """An ``AudioLDMPipeline`` with a DDIM scheduler on the training noise schedule."""
+    import warnings
+
+    from diffusers import DDIMScheduler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from diffusers import AudioLDMPipeline
+
+    scheduler = DDIMScheduler(**NOISE_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                            scheduler=scheduler, vocoder=vocoder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
