@@ -60,7 +60,7 @@ def test_lora_step_changes_adapters_keeps_reference_and_loads_in_diffusers(dcfg,
 def test_full_finetune_uses_a_frozen_copy_and_saves_a_pipeline(dcfg, tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    tr = DiffusionTrainer(dcfg(model={"lora": None}, train={"max_steps": 2}))
+    tr = DiffusionTrainer(dcfg(model={"lora": None}, train={"max_steps": 2, "grad_accum": 2, "log_with": ["tensorboard"]}))
     assert tr.strategy == "frozen_copy" and tr.ref_unet is not None
     ref0 = {n: p.detach().clone() for n, p in tr.ref_unet.named_parameters()}
     before = _trainable(tr.unet)
@@ -69,6 +69,7 @@ def test_full_finetune_uses_a_frozen_copy_and_saves_a_pipeline(dcfg, tmp_path):
     assert all(torch.equal(p, ref0[n]) for n, p in tr.ref_unet.named_parameters())
     changed = [n for n, p in tr.unet.named_parameters() if not torch.equal(p, before[n])]
     assert len(changed) == len(before), set(before) - set(changed)
+    assert list(Path(tr.cfg.train.output_dir, "logs").rglob("events.out.tfevents*"))  # tensorboard tracker
     out = tr.save(tmp_path / "full")
     pipe = StableDiffusionPipeline.from_pretrained(str(out))
     assert all(torch.equal(p, dict(tr.unet.named_parameters())[n]) for n, p in pipe.unet.named_parameters())
