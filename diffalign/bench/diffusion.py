@@ -31,6 +31,17 @@ def _reset_peak() -> None:
         pass
 
 
+def _rss_mib() -> float:
+    """Current resident set size (Linux), or NaN."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _peak_mib() -> tuple[float, str]:
     import torch
 
@@ -60,6 +71,7 @@ def bench_one(cfg, steps: int, warmup: int, cache: bool) -> dict:
     trainer = DiffusionTrainer(cfg)
     setup = time.perf_counter() - t0
     _reset_peak()
+    rss0 = _rss_mib()
     trainer.train()
     times = trainer.step_times[warmup:]  # step boundaries after the warm-up steps
     peak, kind = _peak_mib()
@@ -68,7 +80,7 @@ def bench_one(cfg, steps: int, warmup: int, cache: bool) -> dict:
     s = statistics.median(per_step)
     return {"cache": cache, "setup_s": round(setup, 2),
             "median_step_s": s, "mean_step_s": statistics.fmean(per_step), "pairs_per_s": pairs / s,
-            "peak_mib": round(peak, 1), "peak_kind": kind, "steps": len(per_step), "pairs_per_step": pairs}
+            "peak_mib": round(peak, 1), "peak_kind": kind, "rss_before_mib": round(rss0, 1), "steps": len(per_step), "pairs_per_step": pairs}
 
 
 def main(args) -> int:
@@ -80,17 +92,20 @@ def main(args) -> int:
     if cfg.trainer != "diffusion":
         raise ValueError(f"{args.config}: bench diffusion needs a trainer: diffusion config, got {cfg.trainer!r}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    rows = [bench_one(cfg, args.steps, args.warmup, cache=False)]
-    if not args.no_cache:
-        rows.insert(0, bench_one(cfg, args.steps, args.warmup, cache=True))
+    import accelerate, diffusers, peft, transformers  # noqa: F401,E401 — imports out of the timed set-up
+
+    from ..train import offline  # noqa: F401
+
+    rows = [] if args.no_cache else [bench_one(cfg, args.steps, args.warmup, cache=True)]
+    rows.append(bench_one(cfg, args.steps, args.warmup, cache=False))
     print(f"bench diffusion {args.config}: {cfg.model.path} ({cfg.data.resolution}px), "
           f"{'LoRA r' + str(cfg.model.lora.r) if cfg.model.lora else 'full fine-tuning'}, {rows[0]['pairs_per_step']} "
           f"pairs/step, {args.steps} timed steps after {args.warmup} warm-up; {device}")
-    print(f"{'':14s} {'pairs/s':>9s} {'s/step':>8s} {'peak MiB':>9s}  setup s")
+    print(f"{'':14s} {'pairs/s':>9s} {'s/step':>8s} {'peak MiB':>9s} {'RSS before':>10s}  setup s")
     for r in rows:
         name = "latent cache" if r["cache"] else "no cache"
-        print(f"{name:14s} {r['pairs_per_s']:9.2f} {r['median_step_s']:8.3f} {r['peak_mib']:9.1f}  {r['setup_s']:.1f}"
-              f"  ({r['peak_kind']})")
+        print(f"{name:14s} {r['pairs_per_s']:9.2f} {r['median_step_s']:8.3f} {r['peak_mib']:9.1f} "
+              f"{r['rss_before_mib']:10.1f}  {r['setup_s']:.1f}  ({r['peak_kind']}; set-up includes the caching pass)")
     if args.out:
         Path(args.out).write_text(json.dumps({"config": args.config, "device": device, "python": platform.python_version(),
                                               "torch": torch.__version__, "rows": rows}, indent=2))
