@@ -60,7 +60,7 @@ class AudioBuildConfig:
 
     seed: int = 0
     threads: int = 2
-    n_clips: int = 8000
+    n_clips: int = 6000
     vae: VAEConfig = field(default_factory=VAEConfig)
     vocoder: VocoderConfig = field(default_factory=VocoderConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -82,7 +82,7 @@ class AudioBuildConfig:
             vae=VAEConfig(channels=(8, 8, 8), steps=2, batch=8),
             vocoder=VocoderConfig(initial_channels=16, resblock_kernels=(3,), steps=2, batch=4, segment_frames=8),
             unet=UNetConfig(channels=(16, 16), layers_per_block=1, text_width=16, text_layers=1, projection_dim=16,
-                            steps=2, batch=8),
+                            steps=2, batch=8, text_pretrain_steps=2),
             sampling={**SAMPLING, "num_inference_steps": 2},
             check_per_prompt=1,
             fidelity_per_prompt=1,
@@ -114,6 +114,30 @@ def _per_band(correct, prompts: list[str]) -> dict:
         sel = [i for i, x in enumerate(bands) if x == b]
         out[b] = float(correct[sel].float().mean()) if sel else float("nan")
     return out
+
+
+def _readme(info: dict) -> str:
+    """A short human-readable summary of the build next to the assets."""
+    m = info["metrics"]
+    lines = [
+        "# Toy audio world \"tones\" — generated assets",
+        "",
+        f"Regenerate: `{info['command']}` (writes this folder; seeds fixed, see build_info.json).",
+        f"Pretraining (render + VAE + vocoder + UNet): {info['pretrain_seconds'] / 60:.1f} min; whole build "
+        f"{info['total_seconds'] / 60:.1f} min on {info['machine']['cpus']} CPUs, {info['machine']['threads']} torch threads.",
+        "",
+        "| stage | seconds |", "|---|---|",
+        *(f"| {k} | {v} |" for k, v in info["stage_seconds"].items()),
+        "",
+        f"Vocoder pitch-band accuracy on held-out true mels: {m['vocoder']['true_mel_band_accuracy']['all']:.1%}; "
+        f"through the VAE: {m['vocoder']['vae_mel_band_accuracy']['all']:.1%}.",
+        f"Base pipeline at build ({m['base_fidelity_at_build']['n']} held-out clips): band accuracy "
+        f"{m['base_fidelity_at_build']['band_accuracy']['all']:.1%} (`diffalign toy report audio` gives CIs).",
+        f"Preference pairs: {m['prefs']['pairs']} on training prompts ({m['prefs']['ties']} ties).",
+        "",
+        "Layout: see `diffalign/toy/audio_assets.py`. Load: `AudioLDMPipeline.from_pretrained(\"<this>/pipeline\")`.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: bool = False,
@@ -208,9 +232,11 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     tokenizer = at.build_tokenizer(tmp / "_tokenizer_files", model_max_length=16)
     text_encoder, unet = at.make_text_unet(cfg.unet, tokenizer, cfg.seed + 30)
     del waves
+    metrics["text_pretrain"] = at.pretrain_text_encoder(text_encoder, tokenizer, world.train_prompts,
+                                                        cfg.unet.text_pretrain_steps, cfg.seed + 32, log=log)
     metrics["unet"] = at.train_text_unet(text_encoder, unet, tokenizer, latents * scaling, pool_prompts, cfg.unet,
                                          cfg.seed + 31, log=log)
-    pipe = at.assemble_pipeline(vae, text_encoder, tokenizer, unet, vocoder)
+    pipe = at.assemble_pipeline(vae, text_encoder, tokenizer, unet, vocoder, cfg.unet.prediction_type)
     pipe.save_pretrained(tmp / "pipeline")
     shutil.rmtree(tmp / "_tokenizer_files")
     (tmp / "prompts.json").write_text(json.dumps({"train": world.train_prompts, "held_out": world.held_out_prompts},
@@ -291,6 +317,7 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
                     "cpus": os.cpu_count()},
         "command": f"diffalign toy build audio --seed {cfg.seed}" + (" --quick" if cfg.n_clips < 100 else ""),
     }
+    (tmp / "README.md").write_text(_readme(info))
     info["sizes"] = _sizes(tmp)
     (tmp / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
     shutil.rmtree(out, ignore_errors=True)

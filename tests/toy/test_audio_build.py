@@ -11,11 +11,11 @@ from diffalign.toy.audio_world import CLIP_SAMPLES
 
 @pytest.fixture(scope="module")
 def audio_quick_build(tmp_path_factory):
-    """A ``--quick`` audio build (every stage, tiny sizes) through the CLI handler."""
-    from diffalign.toy.commands import main
+    """A ``--quick`` audio build (every stage, tiny sizes): what ``diffalign toy build audio --quick`` runs."""
+    from diffalign.toy.audio_build import build_audio_world
 
     out = tmp_path_factory.mktemp("toy_audio") / "audio"
-    assert main(["toy", "build", "audio", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    build_audio_world(out, seed=0, quick=True, threads=1)
     return out
 
 
@@ -45,10 +45,9 @@ def test_quick_pipeline_loads_offline_with_plain_diffusers(audio_quick_build):
 
 
 def test_quick_report_runs(audio_quick_build, tmp_path, capsys):
-    from diffalign.toy.commands import main
+    from diffalign.toy.audio_report import report_audio
 
-    assert main(["toy", "report", "audio", "--n", "6", "--assets", str(audio_quick_build), "--out", str(tmp_path),
-                 "--threads", "1"]) == 0
+    report_audio(n=6, out_dir=tmp_path, asset_dir=audio_quick_build, threads=1)
     text = capsys.readouterr().out
     assert "pitch-band accuracy" in text and "spectrogram grid" in text
     report = json.loads((tmp_path / "report.json").read_text())
