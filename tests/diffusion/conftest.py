@@ -13,6 +13,16 @@ from diffalign.config import parse_config
 RES = 16  # training resolution of the tests (the tiny VAE downsamples ×2: 8×8 latents)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny models gain nothing from more, and two OpenMP threads on the shared
+    2-core machine made a tiny U-Net step ~20× slower (0.57 s vs 0.03 s per forward). Restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def write_clip_vocab(d):
     """Byte-level CLIP vocab/merges (reference/environment.md §9)."""
     bs = [*range(33, 127), *range(161, 173), *range(174, 256)]
@@ -31,6 +41,7 @@ def write_clip_vocab(d):
 
 
 def _parts(tmp, xl: bool, prediction_type: str = "epsilon"):
+    torch.set_num_threads(1)  # session fixtures are set up before the autouse one
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 

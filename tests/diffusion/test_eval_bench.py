@@ -76,10 +76,6 @@ def test_evaluate_writes_grid_and_reports(sd_path, lora_out, tmp_path, capsys):
     assert grid.size[0] == 3 * grid.size[1] // 2  # 3 columns × 2 rows of square images
     sc = json.loads((tmp_path / "ev" / "scores.json").read_text())["held_out"]
     assert sc["seeds"] == [0, 1, 0, 1] and sc["prompts"][:2] == ["a red circle"] * 2
-    # same prompt and seed ⇒ same base image: a second evaluation gives the same base scores
-    res2 = evaluate(sd_path, lora_out, {"held_out": prompts["held_out"]}, Brightness(), tmp_path / "ev2",
-                    seeds_per_prompt=2, guidance_scale=3.0, num_inference_steps=2)
-    assert res2["held_out"]["base"] == r["base"]
 
 
 def test_eval_commands_import_without_torch():
@@ -104,8 +100,8 @@ def test_cli_eval_and_bench(dcfg, sd_path, lora_out, tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("# diffalign train c.yaml\n" + yaml.safe_dump(cfg))
     out = tmp_path / "bench.json"
-    assert main(["bench", "diffusion", "--config", str(path), "--steps", "2", "--warmup", "1", "--out", str(out)]) == 0
+    assert main(["bench", "diffusion", "--config", str(path), "--steps", "1", "--warmup", "0", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "latent cache" in text and "no cache" in text and "pairs/s" in text
     rows = json.loads(out.read_text())["rows"]
-    assert [r["cache"] for r in rows] == [True, False] and all(r["pairs_per_s"] > 0 and r["steps"] == 2 for r in rows)
+    assert [r["cache"] for r in rows] == [True, False] and all(r["pairs_per_s"] > 0 and r["steps"] == 1 for r in rows)
