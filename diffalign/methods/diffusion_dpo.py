@@ -98,6 +98,11 @@ class DiffusionDPO(Method):
         return cls(components.scheduler, components.prediction_type, cfg.loss.kinds, cfg.loss.params(),
                    (d.t_min, min(d.t_max, n)), d.snr_gamma)
 
+    def noised(self, batch: PairBatch, policy: Denoiser):
+        """Step 1, the noise source: one random ``t`` and ``ε`` per pair (InPO overrides this with
+        DDIM-inverted noise, one per image, ``t`` still shared)."""
+        return noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type)
+
     def errors(self, denoiser: Denoiser, batch: PairBatch, noised, weight) -> torch.Tensor:
         """Per-sample errors ``[2B]`` (chosen first) of a denoiser on the noised pairs."""
         pred = denoiser(noised.x_t, noised.t, batch.cond2())  # [2B, C, h, w]
@@ -107,7 +112,7 @@ class DiffusionDPO(Method):
         if self.needs_reference and reference is None:
             raise ValueError(f"loss kind(s) {self.kinds!r} need a reference denoiser")
         # 1. one t and one ε per pair, repeated for w and l: x_t, t, target are [2B, ...]
-        noised = noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type)
+        noised = self.noised(batch, policy)
         weight = None
         if self.snr_gamma:
             weight = min_snr_weight(self.scheduler, noised.t, self.snr_gamma, self.prediction_type)  # [2B]
