@@ -21,8 +21,8 @@ import torch
 
 from .loading import resolve_pretrained
 
-__all__ = ["FAMILIES", "Components", "detect_family", "load_components", "encode_prompts", "encode_images",
-           "time_ids", "pipeline_class"]
+__all__ = ["FAMILIES", "Components", "detect_family", "load_components", "encode_prompts", "empty_conditioning",
+           "encode_images", "time_ids", "pipeline_class"]
 
 FAMILIES = ("sd", "sdxl")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -142,6 +142,20 @@ def encode_prompts(comp: Components, prompts: list[str], device=None) -> dict[st
     out = {"encoder_hidden_states": torch.cat(states, dim=-1).to(device)}
     if comp.family == "sdxl":
         out["text_embeds"] = pooled.to(device)
+    return out
+
+
+def empty_conditioning(comp: Components, device=None) -> dict[str, torch.Tensor]:
+    """The unconditional input the pipeline uses for classifier-free guidance (caption dropout).
+
+    The encoding of ``""``; zeros for an SDXL pipeline with ``force_zeros_for_empty_prompt``
+    (what ``StableDiffusionXLPipeline`` feeds as the negative prompt), so training drops captions
+    to the same input inference guides with.
+    """
+    out = encode_prompts(comp, [""], device)
+    info = json.loads((Path(comp.path) / "model_index.json").read_text())
+    if comp.family == "sdxl" and info.get("force_zeros_for_empty_prompt", True):
+        out = {k: torch.zeros_like(v) for k, v in out.items()}
     return out
 
 

@@ -27,7 +27,14 @@ from ..data.pairs import load_pairs
 from ..data.transforms import decode, pair_rng, prepare
 from ..methods import method_class
 from ..methods.base import AdapterOffDenoiser, Denoiser, FrozenDenoiser, PairBatch
-from ..models.families import encode_images, encode_prompts, load_components, pipeline_class, time_ids
+from ..models.families import (
+    empty_conditioning,
+    encode_images,
+    encode_prompts,
+    load_components,
+    pipeline_class,
+    time_ids,
+)
 from ..models.lora import add_lora, save_lora
 from .common import (
     epoch_order,
@@ -97,7 +104,7 @@ class DiffusionTrainer:
                                 d.on_bad_row, d.ties, d.max_pairs, d.allow_eval_split)
         self.acc.print(f"[data] {self.pairs.source.name}: {len(self.pairs)} pairs"
                        f" ({self.pairs.ties} ties dropped, {self.pairs.skipped} bad rows skipped)")
-        self.empty = encode_prompts(self.comp, [""], dev)  # caption dropout: the empty prompt
+        self.empty = empty_conditioning(self.comp, dev)  # caption dropout: the pipeline's unconditional input
         self.cache = self._build_cache() if d.cache else None
         self.positions = self.cache.positions() if self.cache else list(range(len(self.pairs)))
         if self.cache is not None and (sk := self.cache.skipped()):

@@ -31,6 +31,7 @@ def test_lora_step_changes_adapters_keeps_reference_and_loads_in_diffusers(dcfg,
 
     tr = DiffusionTrainer(dcfg(train={"gradient_checkpointing": True}))
     assert tr.strategy == "adapter_off" and tr.ref_unet is None  # no second U-Net
+    assert float(tr.empty["encoder_hidden_states"].abs().sum()) > 0  # SD: the encoding of ""
     assert tr.unet.is_gradient_checkpointing
     frozen = {n: p.detach().clone() for n, p in tr.unet.named_parameters() if not p.requires_grad}
     before = _trainable(tr.unet)
@@ -110,6 +111,8 @@ def test_tiny_sdxl_trains_with_micro_conditioning_and_loads_in_diffusers(dcfg, s
 
     tr = DiffusionTrainer(dcfg(model={"path": sdxl_path}, train={"max_steps": 2}))
     assert tr.comp.family == "sdxl" and len(tr.comp.text_encoders) == 2
+    # caption dropout feeds what the pipeline guides with: zeros (force_zeros_for_empty_prompt)
+    assert all(float(v.abs().sum()) == 0 for v in tr.empty.values())
     b = tr.make_batch([0, 1], 0)
     assert b.encoder_hidden_states.shape[-1] == 32 and b.text_embeds.shape == (2, 16) and b.time_ids.shape == (4, 6)
     # real sizes: row 0 has image 0 of 20×24 (chosen), row 1 has label 0 so image 1 (24×20) is chosen
