@@ -4,8 +4,9 @@ For each image the scorer
 
 1. reads the background as the per-channel median of the 1-pixel border;
 2. builds a soft object mask m from each pixel's colour distance to that background;
-3. measures the object colour as the mean of its most distinct pixels and turns its distances to
-   the six palette colours (plus a "none of them" class) into a soft colour probability;
+3. classifies each of the object's core pixels softly against the six palette colours (plus a
+   "none of them" class) and averages: the colour probability (a two-coloured object gets about
+   half of each); the mean core colour's distance to the target adds continuous evidence;
 4. fits each shape hypothesis (circle, square, triangle) to the mask's centroid and second
    moments, renders it with the renderer's own geometry and compares it to the mask by soft IoU;
    the IoUs (plus a "none fits" class) become a soft shape probability.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES, parse_prompt, shape_coverage
+from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES, Prompt, parse_prompt, shape_coverage
 
 _PALETTE = torch.tensor(list(COLOURS.values()))  # [6, 3]
 _BG_PALETTE = torch.tensor(list(BACKGROUNDS.values()))  # [3, 3]
@@ -41,7 +42,7 @@ COLOUR_SIGMA = 0.12  # width of a palette colour's Gaussian, on [0, 1] RGB
 COLOUR_NONE_DIST = 0.30  # an object farther than this from every palette colour is "none"
 COLOUR_TAU = 0.25  # decay of the continuous colour-distance evidence
 SHAPE_TAU = 0.03  # temperature of the softmax over template IoUs
-SHAPE_NONE_IOU = 0.55  # IoU of the "no shape fits" class
+SHAPE_NONE_IOU = 0.70  # IoU of the "no shape fits" class (blurred renders: > 0.8)
 MIN_AREA = 12.0  # mask mass (pixels) for a fully present object
 # second moments of a unit box: var = size² · k, so size = sqrt(var / k)
 _FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}  # area / box area
@@ -75,14 +76,30 @@ def _soft_mask(images: torch.Tensor, bg: torch.Tensor) -> tuple[torch.Tensor, to
     return ((dist - MASK_LO) / (MASK_HI - MASK_LO)).clamp(0, 1), dist
 
 
-def _object_colour(images: torch.Tensor, mask: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    """Mean colour of the object's core, weighted towards its most background-distinct pixels.
+def _core_weights(mask: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Normalised weights of the object's core pixels, favouring the most background-distinct.
 
-    images [B, 3, H, W], mask and dist [B, H, W] -> [B, 3].
+    mask and dist [B, H, W] -> [B, H, W] summing to 1 (blurred edges mix with the background).
     """
-    w = (mask > 0.5).float() * dist**2  # core pixels; blurred edges mix with the background
-    w = w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1e-8)
-    return (images * w[:, None]).sum(dim=(2, 3))
+    w = (mask > 0.5).float() * dist**2
+    return w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+
+
+def _colour_evidence(images: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour probabilities and the mean colour's palette distances.
+
+    Each core pixel is classified softly against the palette (plus "none"), and the probabilities
+    are averaged with the core weights: an object made of two colours gets about half of each,
+    not the confident verdict its mean colour might earn.
+
+    images [B, 3, H, W], w [B, H, W] -> probs [B, 7], mean-colour distances [B, 6].
+    """
+    pix = images.permute(0, 2, 3, 1)  # [B, H, W, 3]
+    d = (pix[..., None, :] - _PALETTE).norm(dim=-1)  # [B, H, W, 6]
+    logits = -torch.cat([d, torch.full_like(d[..., :1], COLOUR_NONE_DIST)], dim=-1) ** 2 / (2 * COLOUR_SIGMA**2)
+    probs = (logits.softmax(dim=-1) * w[..., None]).sum(dim=(1, 2))  # [B, 7]
+    mean_rgb = (images * w[:, None]).sum(dim=(2, 3))  # [B, 3]
+    return probs, torch.cdist(mean_rgb, _PALETTE)
 
 
 def _shape_ious(mask: torch.Tensor) -> torch.Tensor:
@@ -130,14 +147,11 @@ def analyse(images: torch.Tensor) -> dict[str, torch.Tensor]:
     bg = _background(images)
     mask, dist = _soft_mask(images, bg)
     area = mask.sum(dim=(1, 2)) * (32.0 / images.shape[-1]) ** 2  # in 32-px units
-    rgb = _object_colour(images, mask, dist)
-    colour_dist = torch.cdist(rgb, _PALETTE)  # [B, 6]
-    none = torch.full_like(colour_dist[:, :1], COLOUR_NONE_DIST)
-    colour_logits = -torch.cat([colour_dist, none], dim=1) ** 2 / (2 * COLOUR_SIGMA**2)
+    colour_probs, colour_dist = _colour_evidence(_smooth(images), _core_weights(mask, dist))
     ious = _shape_ious(mask)
     shape_logits = torch.cat([ious, torch.full_like(ious[:, :1], SHAPE_NONE_IOU)], dim=1) / SHAPE_TAU
     return {
-        "colour_probs": colour_logits.softmax(dim=1),
+        "colour_probs": colour_probs,
         "colour_dist": colour_dist,
         "shape_probs": shape_logits.softmax(dim=1),
         "shape_iou": ious,
@@ -147,13 +161,29 @@ def analyse(images: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def parse_lenient(text: str) -> Prompt:
+    """Reads whatever the prompt says about this world: any colour, shape (plural too), size and
+    "<background> background" words, anywhere; absent attributes are None.
+
+    Example: "two green squares" -> Prompt("green", "square"); "a dog barking" -> Prompt(None, None).
+    """
+    words = [w.strip(".,;:!?\"'") for w in text.lower().split()]
+    words = [w[:-1] if w[:-1] in SHAPES else w for w in words]  # plurals
+    first = lambda vocab: next((w for w in words if w in vocab), None)  # noqa: E731
+    bgs = [a for a, b in zip(words, words[1:]) if b == "background" and a in BACKGROUNDS]
+    return Prompt(first(COLOURS), first(SHAPES), first(SIZES), bgs[0] if bgs else None)
+
+
 @torch.no_grad()
-def score_fidelity(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
-    """Graded colour and shape agreement of images with their grammar prompts.
+def score_fidelity(images: torch.Tensor, prompts: list[str], strict: bool = True) -> dict[str, torch.Tensor]:
+    """Graded colour and shape agreement of images with their prompts.
 
     Args:
-        images (torch.Tensor): [B, 3, H, W] RGB in [0, 1].
-        prompts (list[str]): B prompts of the shapes grammar.
+        images (torch.Tensor): [B, 3, H, W] RGB in [0, 1] (the world's images are 32×32).
+        prompts (list[str]): B prompts.
+        strict (bool): prompts must follow the grammar (ValueError otherwise). If False, they are
+            read with `parse_lenient` and a colour or shape the prompt does not name scores 0 (an
+            image cannot follow what the world cannot draw). Default is True.
 
     Returns:
         dict: `graded` [B] in [0, 1] (the reward), `colour` [B] and `shape` [B] graded parts,
@@ -162,23 +192,25 @@ def score_fidelity(images: torch.Tensor, prompts: list[str]) -> dict[str, torch.
     """
     if images.shape[0] != len(prompts):
         raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts")
-    parsed = [parse_prompt(p) for p in prompts]
+    parsed = [parse_prompt(p) if strict else parse_lenient(p) for p in prompts]
     ev = analyse(images)
-    ci = torch.tensor([_COLOUR_NAMES.index(p.colour) for p in parsed])
-    si = torch.tensor([SHAPES.index(p.shape) for p in parsed])
+    has_c = torch.tensor([p.colour is not None for p in parsed])
+    has_s = torch.tensor([p.shape is not None for p in parsed])
+    ci = torch.tensor([_COLOUR_NAMES.index(p.colour) if p.colour else 0 for p in parsed])
+    si = torch.tensor([SHAPES.index(p.shape) if p.shape else 0 for p in parsed])
     rows = torch.arange(len(parsed))
     p_colour = ev["colour_probs"][rows, ci]
     d_colour = ev["colour_dist"][rows, ci]
-    colour = ev["presence"] * (0.75 * p_colour + 0.25 * torch.exp(-d_colour / COLOUR_TAU))
-    shape = ev["presence"] * (0.75 * ev["shape_probs"][rows, si] + 0.25 * ev["shape_iou"][rows, si])
+    colour = has_c * ev["presence"] * (0.75 * p_colour + 0.25 * torch.exp(-d_colour / COLOUR_TAU))
+    shape = has_s * ev["presence"] * (0.75 * ev["shape_probs"][rows, si] + 0.25 * ev["shape_iou"][rows, si])
     present = ev["presence"] >= 1.0
-    colour_ok = present & (ev["colour_probs"].argmax(dim=1) == ci)
-    shape_ok = present & (ev["shape_probs"].argmax(dim=1) == si)
+    colour_ok = has_c & present & (ev["colour_probs"].argmax(dim=1) == ci)
+    shape_ok = has_s & present & (ev["shape_probs"].argmax(dim=1) == si)
     bg_ok = torch.tensor(
         [p.background is None or _BG_NAMES[b] == p.background for p, b in zip(parsed, ev["background"].tolist())]
     )
     # coarse size check: box side of the prompted shape with the measured area
-    side = (ev["area"] / torch.tensor([_FILL[p.shape] for p in parsed])).sqrt()
+    side = (ev["area"] / torch.tensor([_FILL[p.shape or "square"] for p in parsed])).sqrt()
     mid = (SIZES["small"][1] + SIZES["large"][0]) / 2
     size_ok = torch.tensor(
         [p.size is None or (s < mid) == (p.size == "small") for p, s in zip(parsed, side.tolist())]

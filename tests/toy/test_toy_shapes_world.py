@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffalign.toy.image_reward import score_fidelity
-from diffalign.toy.shapes import COLOURS, SHAPES, ShapesWorld, parse_prompt, render
+from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, ShapesWorld, parse_prompt, render
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def truth(world):
     """600 renders of random prompts (held-out triples included) and their prompts."""
     rng = np.random.default_rng(0)
     prompts = [world.prompts[i].text for i in rng.integers(len(world.prompts), size=600)]
-    images = torch.from_numpy(render(world.sample_specs(prompts, seed=1, held_out_backgrounds_ok=True)))
+    images = torch.from_numpy(render(world.sample_specs(prompts, seed=1)))
     return images, prompts
 
 
@@ -36,12 +36,13 @@ def test_split_is_fixed_disjoint_and_balanced(world):
     train, held = set(world.train_prompts), set(world.held_out_prompts)
     assert not train & held and len(train) == 162 and len(held) == 54
     assert held == set(ShapesWorld().held_out_prompts)  # fixed, not drawn per run
-    # every colour×shape pair keeps two training backgrounds; held-out prompts all name a background
-    assert all(len(world.train_backgrounds(c, s)) == 2 for c in COLOURS for s in SHAPES)
+    # held-out prompts all name a background: one per colour×shape, each background once per colour
     assert all(parse_prompt(p).background for p in held)
-    # no training image shows a held-out triple
-    specs = world.sample_specs(world.train_prompts * 5, seed=3)
-    assert not any(s.background == world.held_out_triples[(s.prompt.colour, s.prompt.shape)] for s in specs)
+    for colour in COLOURS:
+        assert sorted(world.held_out_triples[(colour, s)] for s in SHAPES) == sorted(BACKGROUNDS)
+    # the held-out (colour, shape) x background combinations are never named in a training prompt
+    named = {(p.colour, p.shape, p.background) for p in map(parse_prompt, train)}
+    assert not any((c, s, b) in named for (c, s), b in world.held_out_triples.items())
 
 
 def test_renderer_deterministic_with_jitter(world):

@@ -1,0 +1,242 @@
+"""Builds the shapes-world assets from seeds: `diffalign toy build image [--out DIR] [--seed N] [--quick]`.
+
+Stages (wall time of each goes to build_info.json):
+
+1. tokenizer     toy CLIP vocabulary, each grammar word one token
+2. vae           AutoencoderKL on fresh training renders; its reconstruction fidelity is checked
+                 on held-out renders (the VAE caps everything downstream)
+3. latents       posterior means of `n_images` training renders; scaling factor = 1 / std
+4. unet          CLIPTextModel + UNet2DConditionModel trained jointly (ε-MSE, Min-SNR-5, EMA,
+                 10% caption dropout); the pipeline is saved in diffusers format
+5. toy_clip      open_clip model trained contrastively on renders of the whole world
+   -- pretraining ends here; the remaining stages sample the base pipeline --
+6. prefs         preference pairs on training prompts (and a small held-out set), labelled by
+                 graded toy_fidelity
+7. exemplars     rendered ground truth of the training prompts
+
+The build writes into `<out>.partial` and replaces `<out>` only when every stage succeeded.
+
+Example:
+    python -m diffalign.toy.build_image --out /tmp/toy_image --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from diffalign.toy.image_assets import SAMPLING
+from diffalign.toy.image_train import UNetConfig, VAEConfig
+from diffalign.toy.toy_clip import ToyClipConfig
+
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "toy" / "image"
+
+
+@dataclass
+class ImageBuildConfig:
+    """Everything the image build does; the defaults are the committed build.
+
+    Args:
+        seed (int): master seed; stage seeds are seed + a fixed offset.
+        threads (int): torch CPU threads (never more than the free cores).
+        vae (VAEConfig): VAE training.
+        unet (UNetConfig): text encoder + UNet training.
+        clip (ToyClipConfig): toy_clip training.
+        sampling (dict): default sampling of the pipeline (guidance 3, DDIM 25 steps).
+        vae_check_images (int): held-out renders for the VAE reconstruction check.
+        pair_groups (int): prompt draws for training pairs (group_size // 2 pairs each).
+        held_out_pair_groups (int): prompt draws on held-out prompts (evaluation pairs).
+        group_size (int): samples per draw.
+        tie_margin (float): graded gap below which a pair is a tie (label 0.5).
+        exemplars_per_prompt (int): renders per training prompt in the exemplar set.
+        min_pairs (int): fail the build if fewer training pairs come out (0: no check).
+    """
+
+    seed: int = 0
+    threads: int = 2
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    clip: ToyClipConfig = field(default_factory=ToyClipConfig)
+    sampling: dict = field(default_factory=lambda: dict(SAMPLING))
+    vae_check_images: int = 540
+    pair_groups: int = 1000
+    held_out_pair_groups: int = 54
+    group_size: int = 4
+    tie_margin: float = 0.02
+    exemplars_per_prompt: int = 4
+    min_pairs: int = 2000
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> "ImageBuildConfig":
+        """A seconds-long build with every stage, for tests (its assets are useless otherwise)."""
+        return cls(
+            seed=seed,
+            vae=VAEConfig(channels=(8, 16, 16), steps=2, batch=8),
+            unet=UNetConfig(channels=(16, 32), text_width=16, text_layers=1, n_images=64, steps=2, batch=8),
+            clip=ToyClipConfig(embed_dim=16, width=16, layers=1, steps=2, batch=16),
+            sampling={**SAMPLING, "num_inference_steps": 2},
+            vae_check_images=16,
+            pair_groups=3,
+            held_out_pair_groups=1,
+            group_size=2,
+            exemplars_per_prompt=1,
+            min_pairs=0,
+        )
+
+
+def _sizes(folder: Path) -> dict:
+    """Bytes per top-level entry of the asset folder, and the largest single file."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        out[p.name] = sum(f.stat().st_size for f in files)
+    largest = max((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    return {"per_entry": out, "total": sum(out.values()),
+            "largest_file": [str(largest.relative_to(folder)), largest.stat().st_size]}
+
+
+def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | None = None) -> dict:
+    """Runs every stage and writes the asset folder.
+
+    Args:
+        out (str | Path): destination folder (replaced at the end).
+        cfg (ImageBuildConfig | None): settings; None uses the defaults (the committed build).
+
+    Returns:
+        dict: the build_info written to `<out>/build_info.json`.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = cfg or ImageBuildConfig()
+    import numpy as np
+    import torch
+
+    from diffalign.toy import image_train as it
+    from diffalign.toy.image_reward import score_fidelity
+    from diffalign.toy.prefs import exemplar_table, sample_preference_pairs, write_parquet
+    from diffalign.toy.shapes import ShapesWorld, render
+    from diffalign.toy.tokenizer import build_tokenizer
+    from diffalign.toy.toy_clip import save_toy_clip, train_toy_clip
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    world = ShapesWorld()
+    stages: dict[str, float] = {}
+    info: dict = {"seed": cfg.seed, "config": asdict(cfg), "sampling": cfg.sampling, "stages_seconds": stages}
+
+    def log(msg: str) -> None:
+        print(f"[toy build image] {msg}", flush=True)
+
+    def timed(name: str, t0: float) -> None:
+        stages[name] = round(time.time() - t0, 1)
+        log(f"stage {name}: {stages[name]:.0f} s")
+
+    load_start = os.getloadavg()[0]
+    t_start = t0 = time.time()
+    tokenizer = build_tokenizer(tmp / "_vocab", model_max_length=16)
+    timed("tokenizer", t0)
+
+    # VAE, then the check that caps everything: can a decoded image still be read?
+    t0 = time.time()
+    vae = it.make_vae(cfg.vae, cfg.seed)
+    info["vae"] = it.train_vae(vae, world, cfg.vae, cfg.seed + 10, log)
+    rng = np.random.default_rng(cfg.seed + 11)
+    check_prompts = [world.held_out_prompts[i] for i in rng.integers(len(world.held_out_prompts), size=cfg.vae_check_images)]
+    check = torch.from_numpy(render(world.sample_specs(check_prompts, seed=cfg.seed + 12)))
+    rec = score_fidelity(it.reconstruct(vae, check), check_prompts)
+    info["vae"]["reconstruction_held_out"] = {k: float(rec[k].float().mean()) for k in ("graded", "joint", "colour_ok", "shape_ok")}
+    log(f"vae reconstruction fidelity (held-out renders): {info['vae']['reconstruction_held_out']}")
+    timed("vae", t0)
+
+    t0 = time.time()
+    rng = np.random.default_rng(cfg.seed + 20)
+    prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.unet.n_images)]
+    images = torch.from_numpy(render(world.sample_specs(prompts, seed=cfg.seed + 21)))
+    latents = it.encode_latents(vae, images)  # [N, 4, 8, 8]
+    scaling = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scaling)
+    latents = latents * scaling
+    info["latents"] = {"n": len(latents), "scaling_factor": scaling, "shape": list(latents.shape[1:])}
+    del images
+    timed("latents", t0)
+
+    t0 = time.time()
+    text_encoder, unet = it.make_text_unet(cfg.unet, tokenizer, cfg.seed + 30)
+    info["unet"] = it.train_text_unet(text_encoder, unet, tokenizer, latents, prompts, cfg.unet, cfg.seed + 31, log)
+    info["params"] = {name: sum(p.numel() for p in m.parameters()) for name, m in
+                      [("unet", unet), ("vae", vae), ("text_encoder", text_encoder)]}
+    pipe = it.assemble_pipeline(vae, text_encoder, tokenizer, unet)
+    pipe.save_pretrained(str(tmp / "pipeline"))
+    shutil.rmtree(tmp / "_vocab")
+    timed("unet", t0)
+
+    t0 = time.time()
+    clip, info["toy_clip"] = train_toy_clip(world, tokenizer, cfg.clip, cfg.seed + 40, log)
+    info["params"]["toy_clip"] = sum(p.numel() for p in clip.parameters())
+    save_toy_clip(clip, cfg.clip, tokenizer, tmp / "toy_clip")
+    timed("toy_clip", t0)
+    info["pretrain_seconds"] = round(time.time() - t_start, 1)
+
+    t0 = time.time()
+    pairs, info["prefs_train"] = sample_preference_pairs(
+        pipe, world.train_prompts, cfg.pair_groups, cfg.group_size, cfg.seed + 50, cfg.tie_margin, cfg.sampling, log)
+    if len(pairs) < cfg.min_pairs:
+        raise RuntimeError(f"only {len(pairs)} training pairs, fewer than min_pairs={cfg.min_pairs}")
+    write_parquet(pairs, tmp / "prefs_train.parquet")
+    held, info["prefs_held_out"] = sample_preference_pairs(
+        pipe, world.held_out_prompts, cfg.held_out_pair_groups, cfg.group_size, cfg.seed + 51, cfg.tie_margin,
+        cfg.sampling, log)
+    write_parquet(held, tmp / "prefs_held_out.parquet")
+    timed("prefs", t0)
+
+    t0 = time.time()
+    write_parquet(exemplar_table(world, cfg.exemplars_per_prompt, cfg.seed + 60), tmp / "exemplars.parquet")
+    (tmp / "prompts.json").write_text(json.dumps(
+        {"train": world.train_prompts, "held_out": world.held_out_prompts,
+         "held_out_triples": [[c, s, b] for (c, s), b in world.held_out_triples.items()]}, indent=1))
+    timed("exemplars", t0)
+
+    import diffusers
+    import open_clip
+    import transformers
+
+    info["total_seconds"] = round(time.time() - t_start, 1)
+    info["environment"] = {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                           "transformers": transformers.__version__, "open_clip": open_clip.__version__,
+                           "python": platform.python_version(), "cpus": os.cpu_count(), "threads": cfg.threads,
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                           # other jobs on the machine slow every stage; 1-min load averages
+                           "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
+    info["sizes_bytes"] = _sizes(tmp)
+    (tmp / "build_info.json").write_text(json.dumps(info, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log(f"done in {info['total_seconds']:.0f} s (pretraining {info['pretrain_seconds']:.0f} s); "
+        f"{info['sizes_bytes']['total'] / 1e6:.1f} MB in {out}")
+    return info
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """`python -m diffalign.toy.build_image [--out DIR] [--seed N] [--quick] [--threads N]`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="seconds-long build of every stage (for tests)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    cfg = ImageBuildConfig.quick(args.seed) if args.quick else ImageBuildConfig(seed=args.seed)
+    cfg.threads = args.threads
+    return build_image_world(args.out, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The builder itself (quick mode) and the torch-free command module."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from diffalign.toy.prefs import PREF_COLUMNS
+
+
+def test_commands_import_without_torch():
+    code = "import sys, diffalign.toy.commands; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_quick_build_writes_every_asset(quick_build):
+    names = {p.name for p in quick_build.iterdir()}
+    assert {"pipeline", "toy_clip", "prefs_train.parquet", "prefs_held_out.parquet", "exemplars.parquet",
+            "prompts.json", "build_info.json"} <= names
+    assert not quick_build.with_name("image.partial").exists()
+    info = json.loads((quick_build / "build_info.json").read_text())
+    assert set(info["stages_seconds"]) == {"tokenizer", "vae", "latents", "unet", "toy_clip", "prefs", "exemplars"}
+    assert info["sampling"]["guidance_scale"] == 3.0
+    prefs = pq.read_table(quick_build / "prefs_train.parquet")
+    assert set(PREF_COLUMNS) <= set(prefs.column_names) and prefs.num_rows == 3
+    assert not list(quick_build.rglob("*.bin")) and list(quick_build.rglob("*.safetensors"))
+
+
+def test_quick_build_loads_with_plain_libraries(quick_build):
+    from diffusers import StableDiffusionPipeline
+
+    from diffalign.toy.toy_clip import clip_scores, load_toy_clip
+
+    pipe = StableDiffusionPipeline.from_pretrained(quick_build / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(["a red circle"], num_inference_steps=2, output_type="pt").images
+    assert images.shape == (1, 3, 32, 32)
+    model, tok = load_toy_clip(quick_build / "toy_clip")
+    assert clip_scores(model, tok, images, ["a red circle"]).shape == (1,)
+
+
+def test_audio_world_not_built_yet():
+    from diffalign.toy.commands import main
+
+    with pytest.raises(NotImplementedError, match="audio toy world is not built yet"):
+        main(["toy", "build", "audio"])
