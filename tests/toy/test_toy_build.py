@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
-import pytest
 
 from diffalign.toy.prefs import PREF_COLUMNS
 
@@ -39,10 +38,3 @@ def test_quick_build_loads_with_plain_libraries(quick_build):
     assert images.shape == (1, 3, 32, 32)
     model, tok = load_toy_clip(quick_build / "toy_clip")
     assert clip_scores(model, tok, images, ["a red circle"]).shape == (1,)
-
-
-def test_audio_world_not_built_yet():
-    from diffalign.toy.commands import main
-
-    with pytest.raises(NotImplementedError, match="audio toy world is not built yet"):
-        main(["toy", "build", "audio"])
