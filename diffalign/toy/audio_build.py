@@ -140,58 +140,78 @@ def _readme(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: bool = False,
-                      cfg: AudioBuildConfig | None = None, threads: int | None = None) -> dict:
-    """Runs every stage and writes the asset folder.
-
-    Args:
-        out_dir (str | Path): destination folder (replaced at the end).
-        seed (int): master seed (ignored when ``cfg`` is given).
-        quick (bool): a seconds-long build for tests (ignored when ``cfg`` is given).
-        cfg (AudioBuildConfig | None): settings; None uses the defaults (the committed build).
-        threads (int | None): overrides ``cfg.threads``.
-
-    Returns:
-        dict: the build_info written to ``<out>/build_info.json``.
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = cfg or (AudioBuildConfig.quick(seed) if quick else AudioBuildConfig(seed=seed))
-    if threads is not None:
-        cfg.threads = threads
+def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, stage, log) -> None:
+    """Stages 6-8 on a folder that holds the pipeline: fidelity check, preference pairs, exemplars."""
     import numpy as np
     import pyarrow as pa
     import torch
 
-    from diffalign.rewards.distribution import ReferenceStats
-    from diffalign.toy import audio_train as at
     from diffalign.toy.audio_assets import decode_audio, flac_bytes, load_pipeline, sample_audio, write_parquet_shards
-    from diffalign.toy.audio_reward import BAND_NAMES, EmbeddingStats, band_from_mel, embed_audio, score_pitch
-    from diffalign.toy.audio_world import TonesWorld, parse_prompt
+    from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel, score_pitch
+    from diffalign.toy.audio_world import parse_prompt
 
-    torch.set_num_threads(cfg.threads)
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    world = TonesWorld()
-    times: dict[str, float] = {}
-    metrics: dict[str, dict] = {}
-    t_all = time.time()
-
-    def log(msg: str) -> None:
-        print(f"[{time.time() - t_all:7.1f} s] {msg}", flush=True)
-
-    def stage(name: str, t0: float) -> None:
-        times[name] = round(time.time() - t0, 1)
-        log(f"stage {name}: {times[name]:.1f} s")
-
-    # 1. render the shared training pool and the held-out check set
+    # 6. quick base fidelity on held-out prompts (reloaded from disk, as users will)
     t0 = time.time()
-    pool_prompts = world.sample_training_prompts(cfg.n_clips, cfg.seed + 1)
-    waves, mels = at.render_mels(world, pool_prompts, cfg.seed + 2)  # [N, T], [N, 64, 32]
-    check_prompts = [p for p in world.held_out_prompts for _ in range(cfg.check_per_prompt)]
-    check_waves, check_mels = at.render_mels(world, check_prompts, cfg.seed + 3)
-    stage("render", t0)
+    pipe = load_pipeline(folder)
+    sampling = {k: cfg.sampling[k] for k in ("guidance_scale", "num_inference_steps")}
+    fid_prompts = [p for p in world.held_out_prompts for _ in range(cfg.fidelity_per_prompt)]
+    fid_audio, fid_mel = sample_audio(pipe, fid_prompts, [10_000 + i for i in range(len(fid_prompts))], **sampling,
+                                      return_mel=True)
+    fid = score_pitch(fid_audio, fid_prompts)
+    target = torch.tensor([BAND_NAMES.index(parse_prompt(p).band) for p in fid_prompts])
+    metrics["base_fidelity_at_build"] = {"band_accuracy": _per_band(fid["correct"], fid_prompts),
+                                         "mel_band_accuracy": _per_band(band_from_mel(fid_mel) == target, fid_prompts),
+                                         "graded": float(fid["graded"].mean()), "n": len(fid_prompts)}
+    log(f"base pipeline held-out band accuracy {metrics['base_fidelity_at_build']['band_accuracy']}")
+    stage("fidelity", t0)
+
+    # 7. preference pairs on training prompts, labelled on the stored (FLAC) audio
+    t0 = time.time()
+    rng = np.random.default_rng(cfg.seed + 50)
+    draw_prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.pair_draws)]
+    seeds = [int(s) for s in rng.choice(2**31 - 1, size=2 * cfg.pair_draws, replace=False)]
+    audio = sample_audio(pipe, [p for p in draw_prompts for _ in range(2)], seeds, **sampling)  # [2D, T]
+    blobs = flac_bytes(audio.numpy())
+    graded = score_pitch(decode_audio(blobs), [p for p in draw_prompts for _ in range(2)])["graded"].numpy()
+    g0, g1 = graded[0::2], graded[1::2]
+    label = np.where(g0 > g1 + cfg.tie_margin, 1.0, np.where(g1 > g0 + cfg.tie_margin, 0.0, 0.5))
+    table = pa.table({
+        "caption": draw_prompts, "audio_0": blobs[0::2], "audio_1": blobs[1::2], "label_0": label,
+        "score_0": g0.astype(np.float32), "score_1": g1.astype(np.float32),
+        "seed_0": seeds[0::2], "seed_1": seeds[1::2],
+    })
+    shards = write_parquet_shards(table, folder, "prefs_train")
+    if len(table) < cfg.min_pairs:
+        raise RuntimeError(f"only {len(table)} preference pairs (< {cfg.min_pairs})")
+    metrics["prefs"] = {"pairs": len(table), "ties": int((label == 0.5).sum()), "label_0_mean": float(label.mean()),
+                        "mean_abs_gap": float(np.abs(g0 - g1).mean()), "shards": [p.name for p in shards],
+                        "train_prompts_only": True}
+    stage("prefs", t0)
+
+    # 8. exemplars: rendered ground truth of every training prompt
+    t0 = time.time()
+    ex_prompts = [p for p in world.train_prompts for _ in range(cfg.exemplars_per_prompt)]
+    ex_waves, ex_specs = world.render_prompts(ex_prompts, cfg.seed + 60)
+    parsed = [parse_prompt(p) for p in ex_prompts]
+    ex = pa.table({
+        "caption": ex_prompts, "audio": flac_bytes(ex_waves), "band": [p.band for p in parsed],
+        "timbre": [p.timbre for p in parsed], "loudness": [s.loudness for s in ex_specs],
+        "f0": [s.f0 for s in ex_specs], "split": ["train"] * len(ex_prompts),
+    })
+    import pyarrow.parquet as pq
+
+    pq.write_table(ex, str(folder / "exemplars.parquet"), compression="zstd")
+    stage("exemplars", t0)
+
+
+def _train_vae_vocoder(cfg: AudioBuildConfig, mels, waves, check_mels, check_waves, check_prompts: list[str],
+                       metrics: dict, stage, log):
+    """Stages 2-3: VAE, then vocoder, with their held-out checks. Returns ``(vae, vocoder)``."""
+    import torch
+
+    from diffalign.toy import audio_train as at
+    from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel, score_pitch
+    from diffalign.toy.audio_world import parse_prompt
 
     # 2. VAE
     t0 = time.time()
@@ -223,6 +243,77 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     metrics["vocoder"] = voc_stats
     log(f"vocoder band accuracy: true mel {voc_stats['true_mel_band_accuracy']}, via VAE {voc_stats['vae_mel_band_accuracy']}")
     stage("vocoder", t0)
+    return vae, vocoder
+
+
+def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: bool = False,
+                      cfg: AudioBuildConfig | None = None, threads: int | None = None,
+                      reuse: str | Path | None = None) -> dict:
+    """Runs every stage and writes the asset folder.
+
+    Args:
+        out_dir (str | Path): destination folder (replaced at the end).
+        seed (int): master seed (ignored when ``cfg`` is given).
+        quick (bool): a seconds-long build for tests (ignored when ``cfg`` is given).
+        cfg (AudioBuildConfig | None): settings; None uses the defaults (the committed build).
+        threads (int | None): overrides ``cfg.threads``.
+        reuse (str | Path | None): a finished build with the same seed, pool, VAE and vocoder settings whose
+            VAE and vocoder are taken instead of retrained (they do not depend on the UNet settings).
+
+    Returns:
+        dict: the build_info written to ``<out>/build_info.json``.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = cfg or (AudioBuildConfig.quick(seed) if quick else AudioBuildConfig(seed=seed))
+    if threads is not None:
+        cfg.threads = threads
+    import torch
+
+    from diffalign.rewards.distribution import ReferenceStats
+    from diffalign.toy import audio_train as at
+    from diffalign.toy.audio_reward import EmbeddingStats, embed_audio
+    from diffalign.toy.audio_world import TonesWorld
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    world = TonesWorld()
+    times: dict[str, float] = {}
+    metrics: dict[str, dict] = {}
+    t_all = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_all:7.1f} s] {msg}", flush=True)
+
+    def stage(name: str, t0: float) -> None:
+        times[name] = round(time.time() - t0, 1)
+        log(f"stage {name}: {times[name]:.1f} s")
+
+    # 1. render the shared training pool and the held-out check set
+    t0 = time.time()
+    pool_prompts = world.sample_training_prompts(cfg.n_clips, cfg.seed + 1)
+    waves, mels = at.render_mels(world, pool_prompts, cfg.seed + 2)  # [N, T], [N, 64, 32]
+    check_prompts = [p for p in world.held_out_prompts for _ in range(cfg.check_per_prompt)]
+    check_waves, check_mels = at.render_mels(world, check_prompts, cfg.seed + 3)
+    stage("render", t0)
+
+    if reuse is not None:  # stages 2-3 do not depend on the UNet settings: take them from an identical-config build
+        from diffusers import AutoencoderKL
+        from transformers import SpeechT5HifiGan
+
+        old = json.loads((Path(reuse) / "build_info.json").read_text())
+        for key in ("seed", "n_clips", "vae", "vocoder", "check_per_prompt"):
+            if old["config"][key] != json.loads(json.dumps(asdict(cfg)[key])):
+                raise ValueError(f"reuse={reuse}: its config {key!r} differs from this build's")
+        vae = AutoencoderKL.from_pretrained(Path(reuse) / "pipeline" / "vae")
+        vocoder = SpeechT5HifiGan.from_pretrained(Path(reuse) / "pipeline" / "vocoder")
+        for name in ("vae", "vocoder"):
+            metrics[name], times[name] = old["metrics"][name], old["stage_seconds"][name]
+        log(f"reused VAE and vocoder of {reuse} (their measured stage times are kept)")
+    else:
+        vae, vocoder = _train_vae_vocoder(cfg, mels, waves, check_mels, check_waves, check_prompts, metrics, stage, log)
 
     # 4. text encoder + UNet on scaled latents
     t0 = time.time()
@@ -255,58 +346,7 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     ref.save(tmp / "fad_reference.npz")
     stage("embedder", t0)
 
-    # 6. quick base fidelity on held-out prompts (reloaded from disk, as users will)
-    t0 = time.time()
-    pipe = load_pipeline(tmp)
-    sampling = {k: cfg.sampling[k] for k in ("guidance_scale", "num_inference_steps")}
-    fid_prompts = [p for p in world.held_out_prompts for _ in range(cfg.fidelity_per_prompt)]
-    fid_audio, fid_mel = sample_audio(pipe, fid_prompts, [10_000 + i for i in range(len(fid_prompts))], **sampling,
-                                      return_mel=True)
-    fid = score_pitch(fid_audio, fid_prompts)
-    target = torch.tensor([BAND_NAMES.index(parse_prompt(p).band) for p in fid_prompts])
-    metrics["base_fidelity_at_build"] = {"band_accuracy": _per_band(fid["correct"], fid_prompts),
-                                         "mel_band_accuracy": _per_band(band_from_mel(fid_mel) == target, fid_prompts),
-                                         "graded": float(fid["graded"].mean()), "n": len(fid_prompts)}
-    log(f"base pipeline held-out band accuracy {metrics['base_fidelity_at_build']['band_accuracy']}")
-    stage("fidelity", t0)
-
-    # 7. preference pairs on training prompts, labelled on the stored (FLAC) audio
-    t0 = time.time()
-    rng = np.random.default_rng(cfg.seed + 50)
-    draw_prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.pair_draws)]
-    seeds = [int(s) for s in rng.choice(2**31 - 1, size=2 * cfg.pair_draws, replace=False)]
-    audio = sample_audio(pipe, [p for p in draw_prompts for _ in range(2)], seeds, **sampling)  # [2D, T]
-    blobs = flac_bytes(audio.numpy())
-    graded = score_pitch(decode_audio(blobs), [p for p in draw_prompts for _ in range(2)])["graded"].numpy()
-    g0, g1 = graded[0::2], graded[1::2]
-    label = np.where(g0 > g1 + cfg.tie_margin, 1.0, np.where(g1 > g0 + cfg.tie_margin, 0.0, 0.5))
-    table = pa.table({
-        "caption": draw_prompts, "audio_0": blobs[0::2], "audio_1": blobs[1::2], "label_0": label,
-        "score_0": g0.astype(np.float32), "score_1": g1.astype(np.float32),
-        "seed_0": seeds[0::2], "seed_1": seeds[1::2],
-    })
-    shards = write_parquet_shards(table, tmp, "prefs_train")
-    if len(table) < cfg.min_pairs:
-        raise RuntimeError(f"only {len(table)} preference pairs (< {cfg.min_pairs})")
-    metrics["prefs"] = {"pairs": len(table), "ties": int((label == 0.5).sum()), "label_0_mean": float(label.mean()),
-                        "mean_abs_gap": float(np.abs(g0 - g1).mean()), "shards": [p.name for p in shards],
-                        "train_prompts_only": True}
-    stage("prefs", t0)
-
-    # 8. exemplars: rendered ground truth of every training prompt
-    t0 = time.time()
-    ex_prompts = [p for p in world.train_prompts for _ in range(cfg.exemplars_per_prompt)]
-    ex_waves, ex_specs = world.render_prompts(ex_prompts, cfg.seed + 60)
-    parsed = [parse_prompt(p) for p in ex_prompts]
-    ex = pa.table({
-        "caption": ex_prompts, "audio": flac_bytes(ex_waves), "band": [p.band for p in parsed],
-        "timbre": [p.timbre for p in parsed], "loudness": [s.loudness for s in ex_specs],
-        "f0": [s.f0 for s in ex_specs], "split": ["train"] * len(ex_prompts),
-    })
-    import pyarrow.parquet as pq
-
-    pq.write_table(ex, str(tmp / "exemplars.parquet"), compression="zstd")
-    stage("exemplars", t0)
+    _sampled_stages(tmp, cfg, world, metrics, stage, log)
 
     info = {
         "world": "tones", "seed": cfg.seed, "config": asdict(cfg), "sampling": dict(cfg.sampling),
@@ -316,6 +356,7 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": cfg.threads,
                     "cpus": os.cpu_count()},
         "command": f"diffalign toy build audio --seed {cfg.seed}" + (" --quick" if cfg.n_clips < 100 else ""),
+        "reused_stages": {"from": str(reuse), "stages": ["vae", "vocoder"]} if reuse is not None else None,
     }
     (tmp / "README.md").write_text(_readme(info))
     info["sizes"] = _sizes(tmp)
@@ -326,6 +367,52 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     return info
 
 
+def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | None = None, threads: int = 1) -> dict:
+    """Re-runs only the sampled stages (6-8) of a finished build, e.g. after a change of default sampling.
+
+    The pretrained components and the embedder are left untouched; the result equals a full build
+    with the same config and seeds, because stages 6-8 depend only on them, the config and the seeds.
+    ``build_info.json`` records the new sampling, metrics and stage times (``resampled: true``).
+
+    Args:
+        out_dir (str | Path): a built asset folder.
+        sampling (dict | None): new default sampling (``guidance_scale``, ``num_inference_steps``); None
+            keeps the code's ``SAMPLING``.
+        threads (int): torch CPU threads.
+
+    Returns:
+        dict: the updated build_info.
+    """
+    import torch
+
+    from diffalign.toy.audio_world import TonesWorld
+
+    torch.set_num_threads(threads)
+    out = Path(out_dir)
+    info = json.loads((out / "build_info.json").read_text())
+    c = dict(info["config"])
+    cfg = AudioBuildConfig(**{**c, "vae": VAEConfig(**c["vae"]), "vocoder": VocoderConfig(**c["vocoder"]),
+                              "unet": UNetConfig(**c["unet"]), "sampling": dict(sampling or SAMPLING)})
+    for f in out.glob("prefs_train-*.parquet"):
+        f.unlink()
+    t_all = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - t_all:7.1f} s] {msg}", flush=True)
+
+    def stage(name: str, t0: float) -> None:
+        info["stage_seconds"][name] = round(time.time() - t0, 1)
+        log(f"stage {name}: {info['stage_seconds'][name]:.1f} s")
+
+    _sampled_stages(out, cfg, TonesWorld(), info["metrics"], stage, log)
+    info.update(config=asdict(cfg), sampling=dict(cfg.sampling), resampled=True,
+                total_seconds=round(sum(info["stage_seconds"].values()), 1))
+    (out / "README.md").write_text(_readme(info))
+    info["sizes"] = _sizes(out)
+    (out / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m diffalign.toy.audio_build [--out DIR] [--seed N] [--quick] [--threads N]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -333,8 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resample", action="store_true", help="re-run only stages 6-8 on a finished build")
     args = parser.parse_args(argv)
-    build_audio_world(args.out, seed=args.seed, quick=args.quick, threads=args.threads)
+    if args.resample:
+        resample_audio_world(args.out, threads=args.threads)
+    else:
+        build_audio_world(args.out, seed=args.seed, quick=args.quick, threads=args.threads)
     return 0
 
 

@@ -53,3 +53,14 @@ def test_quick_report_runs(audio_quick_build, tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n"] == 6 and report["rows"]["ground_truth"]["band_accuracy"]["mean"] == 1.0
     assert (tmp_path / "grid.png").stat().st_size > 0 and len(list((tmp_path / "wav").glob("*.wav"))) == 6
+
+
+def test_quick_reuse_and_resample(audio_quick_build, tmp_path):
+    """A build may take VAE + vocoder from an identical-config build; stages 6-8 may be re-run alone."""
+    from diffalign.toy.audio_build import AudioBuildConfig, build_audio_world, resample_audio_world
+
+    info = build_audio_world(tmp_path / "audio", cfg=AudioBuildConfig.quick(0), threads=1, reuse=audio_quick_build)
+    assert info["reused_stages"]["stages"] == ["vae", "vocoder"]
+    again = resample_audio_world(tmp_path / "audio", sampling={"guidance_scale": 1.0, "num_inference_steps": 1})
+    assert again["resampled"] and again["sampling"]["guidance_scale"] == 1.0
+    assert len(list((tmp_path / "audio").glob("prefs_train-*.parquet"))) >= 1

@@ -1,0 +1,82 @@
+"""Committed tones-world assets: size, load time, plain-diffusers generation, pairs, exemplars, report."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from diffalign.toy.audio_world import CLIP_SAMPLES, TonesWorld
+
+
+@pytest.fixture(scope="module")
+def audio_assets():
+    """The committed tones-world assets (assets/toy/audio)."""
+    from diffalign.toy.audio_assets import audio_asset_dir
+
+    return audio_asset_dir()
+
+
+def _load_plain(folder):
+    """``AudioLDMPipeline.from_pretrained`` exactly as a diffusers user would call it."""
+    from diffusers import AudioLDMPipeline
+
+    return AudioLDMPipeline.from_pretrained(str(folder / "pipeline"))
+
+
+def test_committed_pipeline_is_small_and_loads_fast(audio_assets):
+    import diffusers.pipelines.deprecated.audioldm  # noqa: F401  (import time is not load time)
+
+    sizes = [f.stat().st_size for f in (audio_assets / "pipeline").rglob("*") if f.is_file()]
+    assert sum(sizes) <= 25e6
+    assert max(f.stat().st_size for f in audio_assets.rglob("*") if f.is_file()) < 10e6
+    t0 = time.time()
+    pipe = _load_plain(audio_assets)
+    assert time.time() - t0 < 5.0
+    assert type(pipe).__name__ == "AudioLDMPipeline" and pipe.vocoder.config.sampling_rate == 16000
+    audio = pipe(["a loud high square wave", "a deep sine tone"], num_inference_steps=3,
+                 generator=torch.Generator().manual_seed(0)).audios
+    assert audio.shape == (2, CLIP_SAMPLES) and np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
+
+
+def test_committed_build_info_meets_the_budget(audio_assets):
+    info = json.loads((audio_assets / "build_info.json").read_text())
+    assert info["pretrain_seconds"] <= 3600 and info["config"]["n_clips"] >= 1000
+    fid = info["metrics"]["base_fidelity_at_build"]["band_accuracy"]["all"]
+    assert 0.30 <= fid <= 0.80
+
+
+def test_committed_preference_pairs(audio_assets):
+    from diffalign.toy.audio_assets import decode_audio, read_parquet
+
+    table = read_parquet(audio_assets / "prefs_train-*.parquet")
+    assert table.num_rows >= 500
+    assert {"caption", "audio_0", "audio_1", "label_0"} <= set(table.column_names)
+    labels = np.asarray(table["label_0"])
+    assert set(np.unique(labels)) <= {0.0, 0.5, 1.0} and (labels == 0.5).mean() < 0.5  # 195 / 560 ties at build
+    assert set(table["caption"].to_pylist()) <= set(TonesWorld().train_prompts)
+    s0, s1 = np.asarray(table["score_0"]), np.asarray(table["score_1"])
+    m = json.loads((audio_assets / "build_info.json").read_text())["config"]["tie_margin"]
+    np.testing.assert_array_equal(labels, np.where(s0 > s1 + m, 1.0, np.where(s1 > s0 + m, 0.0, 0.5)))
+    audio = decode_audio(table["audio_0"].to_pylist()[:4])
+    assert audio.shape == (4, CLIP_SAMPLES)
+
+
+def test_committed_exemplars_are_ground_truth(audio_assets):
+    from diffalign.toy.audio_assets import decode_audio, read_parquet
+    from diffalign.toy.audio_reward import score_pitch
+
+    table = read_parquet(audio_assets / "exemplars.parquet")
+    assert set(table["caption"].to_pylist()) == set(TonesWorld().train_prompts)
+    rows = table.slice(0, 60)
+    out = score_pitch(decode_audio(rows["audio"].to_pylist()), rows["caption"].to_pylist())
+    assert out["correct"].float().mean() >= 0.95
+
+
+def test_committed_report_runs_on_a_few_prompts(audio_assets, tmp_path):
+    from diffalign.toy.audio_report import report_audio
+
+    report = report_audio(n=6, out_dir=tmp_path, asset_dir=audio_assets, threads=1, grid_size=6, wavs=0)
+    assert report["rows"]["ground_truth"]["band_accuracy"]["mean"] == 1.0
+    assert (tmp_path / "grid.png").is_file() and report["load_seconds"] < 5.0
