@@ -124,7 +124,10 @@ def _readme(info: dict) -> str:
         "",
         f"Regenerate: `{info['command']}` (writes this folder; seeds fixed, see build_info.json).",
         f"Pretraining (render + VAE + vocoder + UNet): {info['pretrain_seconds'] / 60:.1f} min; whole build "
-        f"{info['total_seconds'] / 60:.1f} min on {info['machine']['cpus']} CPUs, {info['machine']['threads']} torch threads.",
+        f"{sum(info['stage_seconds'].values()) / 60:.1f} min (sum of stages) on {info['machine']['cpus']} CPUs, "
+        f"{info['machine']['threads']} torch thread(s), shared with other jobs.",
+        *([f"VAE and vocoder taken from an identical-config build ({', '.join(info['reused_stages']['stages'])}; "
+           "their measured times are listed)."] if info.get("reused_stages") else []),
         "",
         "| stage | seconds |", "|---|---|",
         *(f"| {k} | {v} |" for k, v in info["stage_seconds"].items()),
