@@ -78,14 +78,14 @@ class DiffusionTrainer:
         self.ref_unet = None
         if self.strategy == "frozen_copy":
             self.ref_unet = copy.deepcopy(unet).requires_grad_(False).eval()
+            if wdtype != torch.float32:
+                self.ref_unet.to(wdtype)  # no gradients: the compute dtype is enough (official: fp16 ref_unet)
             if cfg.reference.offload:
                 from accelerate import cpu_offload
 
                 cpu_offload(self.ref_unet, execution_device=dev)
             else:
                 self.ref_unet.to(dev)
-                if wdtype != torch.float32:
-                    self.ref_unet.to(wdtype)
         if m.lora is not None:
             lc = m.lora
             if wdtype != torch.float32:

@@ -79,6 +79,15 @@ def test_full_finetune_uses_a_frozen_copy_and_saves_a_pipeline(dcfg, tmp_path):
     assert img.shape == (1, 3, RES, RES)
 
 
+def test_offloaded_frozen_reference_matches_the_resident_one(dcfg):
+    on = DiffusionTrainer(dcfg(model={"lora": None}, reference={"offload": True}))
+    off = DiffusionTrainer(dcfg(model={"lora": None}))
+    probe = _probe(off.unet)
+    torch.testing.assert_close(on.reference()(*probe), off.reference()(*probe))
+    on.train(until=1)
+    torch.testing.assert_close(on.reference()(*probe), off.reference()(*probe))  # the reference stays put
+
+
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(dcfg, tmp_path):
     common = {"max_steps": 4, "save_every": 2, "keep_checkpoints": 1}
     data = {"caption_dropout": 0.5, "hflip": True}
