@@ -101,6 +101,50 @@ def _sizes(folder: Path) -> dict:
             "largest_file": [str(largest.relative_to(folder)), largest.stat().st_size]}
 
 
+def write_readme(folder: Path, info: dict) -> Path:
+    """Writes `<folder>/README.md`: what the assets are, how they were built, wall times and sizes."""
+    mb = lambda n: f"{n / 1e6:.2f} MB"  # noqa: E731
+    st, env, pt, ph = info["stages_seconds"], info["environment"], info["prefs_train"], info["prefs_held_out"]
+    lines = [
+        "# Toy image world \"shapes\" — built assets",
+        "",
+        "Regenerate with `diffalign toy build image` (seed "
+        f"{info['seed']}; {env['threads']} torch threads, OMP_WAIT_POLICY={env['omp_wait_policy'] or 'default'}). "
+        "Layout and loading: `diffalign/toy/image_assets.py`; world and split: `diffalign/toy/shapes.py`.",
+        "",
+        f"Built with torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, "
+        f"open_clip {env['open_clip']} on {env['cpus']} CPUs; 1-min load average at start / end "
+        f"{env['load_average_start_end'][0]} / {env['load_average_start_end'][1]} (other jobs shared the CPUs).",
+        "",
+        "| stage | wall time (s) |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in st.items()],
+        f"| **pretraining (tokenizer → toy_clip)** | **{info['pretrain_seconds']:.0f}** |",
+        f"| total | {info['total_seconds']:.0f} |",
+        "",
+        "| asset | size |",
+        "|---|---|",
+        *[f"| {k} | {mb(v)} |" for k, v in info["sizes_bytes"]["per_entry"].items()],
+        f"| **total** | **{mb(info['sizes_bytes']['total'])}** |",
+        "",
+        f"Default sampling (use it everywhere): guidance {info['sampling']['guidance_scale']}, "
+        f"{info['sampling']['num_inference_steps']} {info['sampling']['scheduler']} steps.",
+        "",
+        f"VAE reconstructions of held-out renders: joint fidelity {info['vae']['reconstruction_held_out']['joint']:.3f}.",
+        f"Base samples: training prompts joint {pt['sample_joint_mean']:.3f} (graded {pt['sample_graded_mean']:.3f}); "
+        f"held-out prompts joint {ph['sample_joint_mean']:.3f} (graded {ph['sample_graded_mean']:.3f}).",
+        "",
+        f"`prefs_train.parquet`: {pt['pairs']} pairs from {pt['groups']} draws × {pt['group_size']} samples of "
+        f"training prompts (best vs worst, then the middle two); {pt['ties']} ties (|gap| < {pt['tie_margin']}), "
+        f"mean graded gap {pt['mean_graded_gap']:.3f}, {pt['pairs_differing_in_joint']} pairs differ in binary "
+        f"correctness. `prefs_held_out.parquet`: {ph['pairs']} pairs on held-out prompts (evaluation only).",
+        "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
 def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | None = None) -> dict:
     """Runs every stage and writes the asset folder.
 
@@ -215,8 +259,10 @@ def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | Non
                            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                            # other jobs on the machine slow every stage; 1-min load averages
                            "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
+    (tmp / "build_info.json").write_text("{}")  # listed in the sizes below, rewritten right after
     info["sizes_bytes"] = _sizes(tmp)
     (tmp / "build_info.json").write_text(json.dumps(info, indent=2))
+    write_readme(tmp, info)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -17,7 +17,7 @@ def test_commands_import_without_torch():
 def test_quick_build_writes_every_asset(quick_build):
     names = {p.name for p in quick_build.iterdir()}
     assert {"pipeline", "toy_clip", "prefs_train.parquet", "prefs_held_out.parquet", "exemplars.parquet",
-            "prompts.json", "build_info.json"} <= names
+            "prompts.json", "build_info.json", "README.md"} <= names
     assert not quick_build.with_name("image.partial").exists()
     info = json.loads((quick_build / "build_info.json").read_text())
     assert set(info["stages_seconds"]) == {"tokenizer", "vae", "latents", "unet", "toy_clip", "prefs", "exemplars"}
