@@ -263,11 +263,13 @@ class DiffusionTrainer:
             return FrozenDenoiser(self.ref_unet, _MP[self.cfg.train.mixed_precision])
         return AdapterOffDenoiser(self.acc.unwrap_model(self.unet))
 
-    def train(self, until: int | None = None) -> dict:
+    def train(self, until: int | None = None, on_step=None) -> dict:
         """Run the loop (resuming when ``train.resume`` is set); returns the last metrics.
 
         Args:
             until (int | None): stop after this global step (the schedule spans the whole run).
+            on_step (callable | None): ``on_step(step, metrics)`` after every optimiser step
+                (e.g. evaluate or snapshot the policy at chosen steps, as the toy study does).
         """
         loop, acc = self.cfg.train, self.acc
         out = Path(loop.output_dir)
@@ -313,6 +315,8 @@ class DiffusionTrainer:
             last = agg
             bar.update(1)
             bar.set_postfix_str(format_metrics(agg))
+            if on_step is not None:
+                on_step(step, agg)
             if step % loop.log_every == 0 or step == total:
                 acc.log(agg, step=step)
                 if log_f:

@@ -1,0 +1,86 @@
+"""Rewards of the toy image world "shapes": `toy_fidelity` (programmatic) and `toy_clip` (learned).
+
+- `toy_fidelity`: graded colour and shape agreement with the prompt in [0, 1]
+  (`diffalign.toy.image_reward.score_fidelity`); `details` carry the colour and shape parts and
+  the binary `joint` accuracy. Prompts outside the grammar are read leniently: a colour or shape the
+  prompt does not name scores 0. Images of any size are resized to the world's 32×32.
+- `toy_clip`: CLIP score (cosine of normalised embeddings) under the tiny open_clip model shipped in
+  `assets/toy/image/toy_clip`, loaded through open_clip's `local-dir:` route and scored by the same
+  `ClipScore` module as real CLIP / HPS checkpoints.
+
+Example:
+    >>> from diffalign.rewards import load
+    >>> reward = load("toy_fidelity")
+    >>> reward(Samples(images, prompts=["a red circle"] * len(images))).scores  # [B]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from diffalign.rewards.base import Reward, RewardResult, RewardSpec, Samples
+
+__all__ = ["TOY_CLIP_SPEC", "ToyFidelity", "build_toy_clip", "build_toy_fidelity"]
+
+RESOLUTION = 32
+# ClipScore's spec renamed (the registry reads it from the factory's `spec` without building)
+TOY_CLIP_SPEC = RewardSpec("toy_clip", "image", needs_prompt=True, differentiable=True, max_batch_size=32)
+
+
+class ToyFidelity(Reward):
+    """Graded toy fidelity `(colour_score + shape_score) / 2` in [0, 1]; `[B]`."""
+
+    spec = RewardSpec("toy_fidelity", "image", needs_prompt=True, differentiable=False)
+
+    def score(self, samples: Samples) -> RewardResult:
+        from diffalign.toy.image_reward import score_fidelity
+
+        x = samples.data.detach().float().clamp(0, 1)  # [B, 3, H, W]
+        if tuple(x.shape[-2:]) != (RESOLUTION, RESOLUTION):
+            x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", antialias=True,
+                              align_corners=False).clamp(0, 1)
+        out = score_fidelity(x.cpu(), list(samples.prompts), strict=False)
+        device = samples.data.device
+        details = {k: out[k].float().to(device) for k in ("colour", "shape", "joint", "colour_ok", "shape_ok")}
+        return RewardResult(out["graded"].to(device), {"raw": out["graded"].to(device), **details})
+
+
+def build_toy_fidelity(weights: Any = None) -> ToyFidelity:
+    """Entry-point factory (`toy_fidelity`). Programmatic: there are no weights."""
+    if weights is not None:
+        raise ValueError(f"toy_fidelity is programmatic and takes no weights, got weights={weights!r}")
+    return ToyFidelity()
+
+
+build_toy_fidelity.spec = ToyFidelity.spec  # type: ignore[attr-defined]
+
+
+def build_toy_clip(weights: Any = None, scale: float = 1.0, clamp_min: float | None = None) -> Reward:
+    """Entry-point factory (`toy_clip`).
+
+    Args:
+        weights: an open_clip `local-dir` folder (open_clip_config.json, open_clip_model.safetensors,
+            tokenizer files); None uses the shipped `assets/toy/image/toy_clip`.
+        scale (float): multiplier of the cosine (see `ClipScore`). Default is 1.
+        clamp_min (float | None): lower clamp after scaling. Default is None.
+    """
+    import open_clip
+
+    from diffalign.rewards.image.clip_score import ClipScore
+    from diffalign.toy.image_assets import image_asset_dir
+
+    folder = Path(weights) if weights is not None else image_asset_dir() / "toy_clip"
+    if not (folder / "open_clip_config.json").is_file():
+        raise FileNotFoundError(f"toy_clip weights: no open_clip_config.json in {folder}")
+    name = f"local-dir:{folder}"
+    model = open_clip.create_model(name)
+    reward = ClipScore(model, open_clip.get_tokenizer(name), scale=scale, clamp_min=clamp_min)
+    reward.spec = TOY_CLIP_SPEC
+    return reward
+
+
+build_toy_clip.spec = TOY_CLIP_SPEC  # type: ignore[attr-defined]
