@@ -44,7 +44,7 @@ class VAEConfig:
     channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 4
     norm_groups: int = 1
-    steps: int = 1500
+    steps: int = 1200
     batch: int = 16
     lr: float = 2e-3
     kl_weight: float = 1e-6
@@ -75,7 +75,7 @@ class UNetConfig:
     text_width: int = 64
     text_layers: int = 2
     n_images: int = 20000
-    steps: int = 1500
+    steps: int = 1000
     batch: int = 64
     lr: float = 1e-3
     caption_dropout: float = 0.1
