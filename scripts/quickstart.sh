@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/diffalign train "${QUICKSTART_CONFIG:-configs/text/toy_dpo.yaml}" "$@"
+exec .venv/bin/diffalign train "${QUICKSTART_CONFIG:-configs/toy/diffusion_dpo.yaml}" "$@"

@@ -1,7 +1,6 @@
 """The committed shapes-world assets: sizes, loading, splits, preference data, toy_clip quality."""
 
 import json
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -37,10 +36,8 @@ def test_build_info_and_split(image_assets):
 def test_plain_diffusers_loads_offline_and_generates(image_assets):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    StableDiffusionPipeline.from_pretrained(image_assets / "pipeline")  # warm file cache
-    t0 = time.time()
+    # load time is printed by `diffalign toy report image` (no timed tests)
     pipe = StableDiffusionPipeline.from_pretrained(image_assets / "pipeline")
-    assert time.time() - t0 < 5
     assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.tokenizer.model_max_length == 16
     pipe.set_progress_bar_config(disable=True)
     out = pipe(["a red circle", "a small blue square on a white background"], num_inference_steps=25,
