@@ -16,37 +16,25 @@ Layout of ``assets/toy/audio/`` (written by ``diffalign toy build audio``)::
 from __future__ import annotations
 
 import io
-import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from diffalign.toy.assets import asset_dir as _asset_dir, read_json  # noqa: F401  (read_json: re-exported)
+from diffalign.toy.assets import sampling_defaults as _recorded_sampling
 
 # Default sampling of the toy pipeline; the build writes it into build_info.json["sampling"].
 SAMPLING = {"guidance_scale": 2.5, "num_inference_steps": 25, "scheduler": "DDIMScheduler", "eta": 0.0}
 
 
 def audio_asset_dir() -> Path:
-    """The committed audio assets: ``$DIFFALIGN_TOY_ASSETS/audio``, else ``<repo>/assets/toy/audio``."""
-    root = os.environ.get("DIFFALIGN_TOY_ASSETS")
-    path = Path(root) / "audio" if root else Path(__file__).resolve().parents[2] / "assets" / "toy" / "audio"
-    if not (path / "pipeline" / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"no toy audio assets in {path}; run `diffalign toy build audio` "
-            "or point DIFFALIGN_TOY_ASSETS at a folder that holds audio/"
-        )
-    return path
-
-
-def read_json(path: str | Path) -> dict:
-    """Reads a JSON file."""
-    return json.loads(Path(path).read_text())
+    """The committed audio assets (``diffalign.toy.assets.asset_dir``)."""
+    return _asset_dir("audio")
 
 
 def sampling_defaults(asset_dir: str | Path | None = None) -> dict:
     """Guidance scale and step count every consumer of the toy pipeline should use."""
-    info = Path(asset_dir or audio_asset_dir()) / "build_info.json"
-    return read_json(info)["sampling"] if info.is_file() else dict(SAMPLING)
+    return _recorded_sampling(asset_dir or audio_asset_dir(), SAMPLING)
 
 
 def load_pipeline(asset_dir: str | Path | None = None):

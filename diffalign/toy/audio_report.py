@@ -17,24 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from diffalign.toy.report import mean_ci  # noqa: F401  (one CI helper for both toy reports)
+
 GRID_F_LO, GRID_F_HI, GRID_ROWS = 60.0, 4000.0, 96
-
-
-def mean_ci(values, binary: bool = False) -> dict:
-    """Mean and 95% confidence interval (Wilson for 0/1 data, else mean ± 1.96 standard errors).
-
-    Returns:
-        dict: ``{"mean", "lo", "hi", "n"}``.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n, m = len(x), float(x.mean())
-    if binary:
-        z = 1.96
-        centre = (m + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(m * (1 - m) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return {"mean": m, "lo": centre - half, "hi": centre + half, "n": n}
-    half = 1.96 * float(x.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": m, "lo": m - half, "hi": m + half, "n": n}
 
 
 def _log_freq_spectrogram(wave: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffalign.losses.denoising import min_snr_weight
 from diffalign.toy.audio_world import HOP, N_MELS, TonesWorld, log_mel, toy_words
 
 # AudioLDM's training noise schedule (scaled-linear betas 0.0015..0.0195)
@@ -426,7 +427,6 @@ def train_text_unet(text_encoder, unet, tokenizer, latents: torch.Tensor, prompt
     from diffusers.training_utils import EMAModel
 
     sched = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=cfg.prediction_type)
-    snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)  # [1000]
     unique = sorted(set(prompts) | {""})
     index = {p: i for i, p in enumerate(unique)}
     prompt_idx = torch.tensor([index[p] for p in prompts])  # [N]
@@ -460,9 +460,8 @@ def train_text_unet(text_encoder, unet, tokenizer, latents: torch.Tensor, prompt
         pred = unet(x_t, t, encoder_hidden_states=None, class_labels=cond).sample
         target = sched.get_velocity(x0, noise, t) if cfg.prediction_type == "v_prediction" else noise
         err = (pred - target).pow(2).mean(dim=(1, 2, 3))  # [B]
-        if cfg.min_snr_gamma > 0:  # Min-SNR-γ: min(SNR, γ) / SNR for ε, min(SNR, γ) / (SNR + 1) for v
-            denom = snr[t] + 1 if cfg.prediction_type == "v_prediction" else snr[t]
-            err = err * snr[t].clamp(max=cfg.min_snr_gamma) / denom
+        if cfg.min_snr_gamma > 0:  # Min-SNR-γ (the loss core's weight for ε- or v-targets)
+            err = err * min_snr_weight(sched, t, cfg.min_snr_gamma, cfg.prediction_type)
         loss = err.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from diffalign.losses.denoising import min_snr_weight
 from diffalign.toy.shapes import ShapesWorld, render
 
 NOISE_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
@@ -242,8 +243,6 @@ def train_text_unet(
     from diffusers.training_utils import EMAModel
 
     sched = DDPMScheduler(**NOISE_SCHEDULE)
-    alphas_cumprod = sched.alphas_cumprod  # [1000]
-    snr = alphas_cumprod / (1 - alphas_cumprod)
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids  # [N, L]
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
@@ -269,8 +268,8 @@ def train_text_unet(
         cond = text_encoder(cond_ids)[0]  # [B, L, D], no attention mask: as the pipeline encodes
         pred = unet(x_t, t, cond).sample
         err = (pred - noise).pow(2).mean(dim=(1, 2, 3))  # [B]
-        if cfg.min_snr_gamma > 0:  # Min-SNR-γ for ε-prediction: weight = min(SNR, γ) / SNR
-            err = err * snr[t].clamp(max=cfg.min_snr_gamma) / snr[t]
+        if cfg.min_snr_gamma > 0:  # Min-SNR-γ (the loss core's weight; ε-prediction)
+            err = err * min_snr_weight(sched, t, cfg.min_snr_gamma, "epsilon")
         loss = err.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
