@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["asset_dir", "read_json", "sampling_defaults"]
+__all__ = ["asset_dir", "folder_sizes", "read_json", "sampling_defaults"]
 
 
 def asset_dir(world: str) -> Path:
@@ -34,3 +34,14 @@ def sampling_defaults(folder: str | Path, fallback: dict) -> dict:
     """The sampling settings a build recorded in ``build_info.json``, else ``fallback`` (a copy)."""
     info = Path(folder) / "build_info.json"
     return read_json(info)["sampling"] if info.is_file() else dict(fallback)
+
+
+def folder_sizes(folder: Path) -> dict:
+    """Bytes per top-level entry of an asset folder, their total, and the largest single file."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        out[p.name] = sum(f.stat().st_size for f in files)
+    largest = max((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    return {"per_entry": out, "total": sum(out.values()),
+            "largest_file": [str(largest.relative_to(folder)), largest.stat().st_size]}

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from diffalign.toy.assets import folder_sizes
 from diffalign.toy.audio_assets import SAMPLING
 from diffalign.toy.audio_train import UNetConfig, VAEConfig, VocoderConfig
 
@@ -91,17 +92,6 @@ class AudioBuildConfig:
             fad_reference_clips=32,
             min_pairs=0,
         )
-
-
-def _sizes(folder: Path) -> dict:
-    """Bytes per top-level entry of the asset folder, and the largest single file."""
-    out = {}
-    for p in sorted(folder.iterdir()):
-        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
-        out[p.name] = sum(f.stat().st_size for f in files)
-    largest = max((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
-    return {"per_entry": out, "total": sum(out.values()),
-            "largest_file": [str(largest.relative_to(folder)), largest.stat().st_size]}
 
 
 def _per_band(correct, prompts: list[str]) -> dict:
@@ -362,7 +352,7 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
         "reused_stages": {"from": str(reuse), "stages": ["vae", "vocoder"]} if reuse is not None else None,
     }
     (tmp / "README.md").write_text(_readme(info))
-    info["sizes"] = _sizes(tmp)
+    info["sizes"] = folder_sizes(tmp)
     (tmp / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -411,7 +401,7 @@ def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | Non
     info.update(config=asdict(cfg), sampling=dict(cfg.sampling), resampled=True,
                 total_seconds=round(sum(info["stage_seconds"].values()), 1))
     (out / "README.md").write_text(_readme(info))
-    info["sizes"] = _sizes(out)
+    info["sizes"] = folder_sizes(out)
     (out / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
     return info
 

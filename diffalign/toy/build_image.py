@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from diffalign.toy.assets import folder_sizes
 from diffalign.toy.image_assets import SAMPLING
 from diffalign.toy.image_train import UNetConfig, VAEConfig
 from diffalign.toy.toy_clip import ToyClipConfig
@@ -88,17 +89,6 @@ class ImageBuildConfig:
             exemplars_per_prompt=1,
             min_pairs=0,
         )
-
-
-def _sizes(folder: Path) -> dict:
-    """Bytes per top-level entry of the asset folder, and the largest single file."""
-    out = {}
-    for p in sorted(folder.iterdir()):
-        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
-        out[p.name] = sum(f.stat().st_size for f in files)
-    largest = max((f for f in folder.rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
-    return {"per_entry": out, "total": sum(out.values()),
-            "largest_file": [str(largest.relative_to(folder)), largest.stat().st_size]}
 
 
 def write_readme(folder: Path, info: dict) -> Path:
@@ -260,7 +250,7 @@ def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | Non
                            # other jobs on the machine slow every stage; 1-min load averages
                            "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
     (tmp / "build_info.json").write_text("{}")  # listed in the sizes below, rewritten right after
-    info["sizes_bytes"] = _sizes(tmp)
+    info["sizes_bytes"] = folder_sizes(tmp)
     (tmp / "build_info.json").write_text(json.dumps(info, indent=2))
     write_readme(tmp, info)
     if out.exists():
