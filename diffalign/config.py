@@ -1,12 +1,17 @@
 """Typed configs: YAML → dataclasses, with ``key=value`` overrides.
 
-A config file names its schema with a top-level ``trainer:`` key (``text``, ``diffusion``,
-…). Unknown keys, wrong types and missing required fields fail at once with one message
-that names the file and the dotted key path, and the closest valid key for a typo::
+Unknown keys, wrong types and missing required fields fail at once with one message that
+names the file and the dotted key path, and the closest valid key for a typo::
 
     configs/x.yaml: loss.betta: unknown key (did you mean 'beta'?)
 
-Importing this module does not import torch.
+A section whose dataclass has a ``resolve_class(name)`` classmethod is *registered*: it is
+written ``key: name`` or ``key: {name: ..., <fields>}`` and validated against the class that
+``resolve_class`` names (the ``method:`` section: each method has its own fields).
+
+Which schema a file uses is named by its top-level ``trainer:`` key; the table of trainers is
+``diffalign.train.TRAINERS`` (``diffalign.train.load_config`` reads a file). This module is
+generic and torch-free.
 """
 
 from __future__ import annotations
@@ -22,13 +27,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-__all__ = ["ConfigError", "SCHEMAS", "load_config", "parse_config", "from_dict", "to_dict", "apply_overrides"]
-
-# trainer name -> "module:Class" of its top-level config dataclass (imported lazily).
-SCHEMAS = {
-    "text": "diffalign.train.text_config:TextTrainConfig",
-    "diffusion": "diffalign.train.offline_config:DiffusionTrainConfig",
-}
+__all__ = ["ConfigError", "parse_config", "read_yaml", "from_dict", "to_dict", "apply_overrides"]
 
 
 class ConfigError(ValueError):
@@ -96,6 +95,8 @@ def _convert(value: Any, tp: Any, where: str, path: str) -> Any:
             raise _fail(where, path, f"expected a mapping, got {type(value).__name__} {value!r}")
         kt, vt = typing.get_args(tp) or (Any, Any)
         return {_convert(k, kt, where, path): _convert(v, vt, where, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and hasattr(tp, "resolve_class"):
+        return _registered(tp, value, where, path)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where, path)
     if tp is float:
@@ -115,6 +116,19 @@ def _convert(value: Any, tp: Any, where: str, path: str) -> Any:
             raise _fail(where, path, f"expected a string, got {type(value).__name__} {value!r}")
         return value
     raise TypeError(f"unsupported annotation {tp!r} at {path}")
+
+
+def _registered(tp: type, value: Any, where: str, path: str) -> Any:
+    """A registered section: ``name`` or ``{name: ..., fields}`` → the named class's dataclass."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise _fail(where, path, f"expected a name or a mapping with a 'name' key, got {value!r}")
+    try:
+        cls = tp.resolve_class(value["name"])
+    except ValueError as e:
+        raise _fail(where, f"{path}.name", str(e)) from None
+    return from_dict(cls, value, where, path)
 
 
 def from_dict(cls: type, data: Any, where: str = "<config>", path: str = "") -> Any:
@@ -140,6 +154,8 @@ def from_dict(cls: type, data: Any, where: str = "<config>", path: str = "") -> 
     if check is not None:
         try:
             check()
+        except ConfigError:
+            raise
         except ValueError as e:
             raise _fail(where, path, str(e)) from None
     return obj
@@ -167,6 +183,8 @@ def apply_overrides(data: dict, overrides: list[str], where: str = "<command lin
         parts = key.strip().split(".")
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
+            if isinstance(nxt, str):  # a registered section given by name: `method: inpo` + `method.x=1`
+                nxt = node[p] = {"name": nxt}
             if not isinstance(nxt, dict):
                 raise ConfigError(f"{where}: {key}: {p!r} is not a section")
             node = nxt
@@ -174,31 +192,29 @@ def apply_overrides(data: dict, overrides: list[str], where: str = "<command lin
     return data
 
 
-def parse_config(data: dict, where: str = "<config>") -> Any:
-    """Validate a config mapping against the schema its ``trainer:`` key names."""
+def parse_config(data: Any, schemas: dict[str, str], where: str = "<config>") -> Any:
+    """Validate a config mapping against the schema its ``trainer:`` key names.
+
+    Args:
+        data: the mapping. schemas (dict[str, str]): trainer name → ``"module:Class"`` of its
+            top-level config dataclass (imported lazily). where (str): the file, for errors.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the file must hold a mapping, got {type(data).__name__}")
     name = data.get("trainer")
-    if name not in SCHEMAS:
-        close = difflib.get_close_matches(str(name), list(SCHEMAS), n=1)
+    if name not in schemas:
+        close = difflib.get_close_matches(str(name), list(schemas), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{where}: trainer: must be one of {list(SCHEMAS)}, got {name!r}{hint}")
-    module, cls = SCHEMAS[name].split(":")
+        raise ConfigError(f"{where}: trainer: must be one of {list(schemas)}, got {name!r}{hint}")
+    module, cls = schemas[name].split(":")
     return from_dict(getattr(importlib.import_module(module), cls), data, where)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Any:
-    """Read, override and validate a YAML config file.
-
-    Args:
-        path (str | Path): the YAML file.
-        overrides (list[str] | None): ``key.path=value`` strings applied after reading.
-
-    Returns:
-        The config dataclass named by the file's ``trainer:`` key.
+def read_yaml(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """Read a YAML config file (``1e-4`` is a number) and apply ``key.path=value`` overrides.
 
     Raises:
-        ConfigError: unreadable file, unknown key, wrong type or missing required key.
+        ConfigError: no such file, or invalid YAML.
     """
     path = Path(path)
     if not path.is_file():
@@ -209,4 +225,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if overrides:
         apply_overrides(data, overrides, where=f"{path} (overrides)")
-    return parse_config(data, str(path))
+    return data

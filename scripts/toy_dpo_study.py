@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from diffalign.config import load_config
+    from diffalign.train import load_config
     from diffalign.eval import generate, read_prompts, winrate
+    from diffalign.sampling.pipeline import sample
     from diffalign.rewards import Samples, load
     from diffalign.train.offline import DiffusionTrainer
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
     base_pipe = generate.load_pipeline(base_cfg.model.path)
     t0 = time.time()
-    base_scores = score(generate.sample(base_pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps,
+    base_scores = score(sample(base_pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps,
                                         e.batch_size, desc="base"))
     print(f"[study] base: {args.split} n={len(rows_p)} mean {base_scores.mean():.4f} ({time.time() - t0:.0f} s)",
           flush=True)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                 return
             t_train[1] += time.time() - t_train[0]
             unet.eval()
-            tuned = score(generate.sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps,
+            tuned = score(sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps,
                                           e.batch_size, desc=f"{name}@{step}"))
             unet.train()
             r = winrate.compare(base_scores, tuned)

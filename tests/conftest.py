@@ -1,7 +1,7 @@
-"""Session-wide test settings: offline, seeded, few threads.
+"""Session-wide test settings (offline, seeded, few threads) and the tiny diffusion fixtures.
 
-Every test runs in one pytest process; heavy components are built once per session by
-fixtures in the sub-packages' conftest files.
+Every test runs in one pytest process; heavy components are built once per session (here and in
+the sub-packages' conftest files). Tests mirror the package: ``tests/<package>/test_<module>.py``.
 """
 
 import os
@@ -15,6 +15,8 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from tests.helpers import RES, _parts, pair_rows, write_parquet  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -32,3 +34,80 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# ---- tiny diffusion components and pair data, shared by methods/models/data/train/eval/bench tests ----
+@pytest.fixture(scope="session")
+def sd_path(tmp_path_factory):
+    """A saved tiny StableDiffusionPipeline folder (ε-prediction)."""
+    from diffusers import StableDiffusionPipeline
+
+    d = tmp_path_factory.mktemp("tiny_sd")
+    pipe = StableDiffusionPipeline(**_parts(d, xl=False), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(d / "pipe")
+    return str(d / "pipe")
+
+
+@pytest.fixture(scope="session")
+def sdxl_path(tmp_path_factory):
+    """A saved tiny StableDiffusionXLPipeline folder (two text encoders, text_time embedding)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    d = tmp_path_factory.mktemp("tiny_sdxl")
+    StableDiffusionXLPipeline(**_parts(d, xl=True)).save_pretrained(d / "pipe")
+    return str(d / "pipe")
+
+
+@pytest.fixture(scope="session")
+def pairs_parquet(tmp_path_factory):
+    """12 pairs: 8 with a clear label, 4 ties (label 0.5); non-square images of varied size."""
+    d = tmp_path_factory.mktemp("pairs")
+    return write_parquet(pair_rows(12, labels=(1.0, 0.0, 0.5)), d / "pairs.parquet")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One latent-cache root for the session: caches are keyed, so tests share them."""
+    return str(tmp_path_factory.mktemp("latent_cache"))
+
+
+@pytest.fixture
+def dcfg(sd_path, pairs_parquet, cache_dir, tmp_path):
+    """A factory of tiny diffusion-DPO configs; keyword overrides go into sections."""
+    from diffalign.train import parse_config
+
+    def make(**sections):
+        data = {
+            "trainer": "diffusion",
+            "model": {"path": sd_path, "lora": {"r": 4, "alpha": 4, "init": "gaussian"}},
+            "data": {"source": pairs_parquet, "resolution": RES, "cache_dir": cache_dir},
+            "loss": {"kinds": "sigmoid", "beta": 5000.0},
+            "train": {"output_dir": str(tmp_path / "out"), "batch_size": 2, "max_steps": 3, "lr": 1e-3,
+                      "log_every": 1},
+        }
+        for sec, val in sections.items():
+            if val is None or not isinstance(val, dict):
+                data[sec] = val
+            else:
+                data[sec] = {**(data.get(sec) or {}), **val}
+        return parse_config(data, "<test>")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def lora_out(sd_path, tmp_path_factory):
+    """A perturbed LoRA of the tiny SD, saved for diffusers."""
+    import torch
+
+    from diffalign.models.families import load_components
+    from diffalign.models.lora import add_lora
+
+    comp = load_components(sd_path)
+    add_lora(comp.unet, 4, 4, 0.0, ["to_k", "to_q", "to_v", "to_out.0"], "gaussian")
+    with torch.no_grad():
+        for n, p in comp.unet.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    return str(comp.family.save_lora(comp.unet, tmp_path_factory.mktemp("lora") / "final"))

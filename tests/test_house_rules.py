@@ -30,3 +30,49 @@ def test_importing_the_package_and_config_is_torch_free():
     code = "import sys, diffalign, diffalign.config, diffalign.cli, diffalign.losses; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def _imported_nodes(path: Path, module: str) -> set[str]:
+    """The diffalign sub-packages (or top-level modules) that ``path`` imports, at any depth of the file."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                targets = [".".join(base + ([node.module] if node.module else []))]
+            else:
+                targets = [node.module or ""]
+        else:
+            continue
+        found |= {t.split(".")[1] for t in targets if t.startswith("diffalign.")}
+    return found
+
+
+def test_no_package_imports_a_package_that_imports_it_back():
+    """Sub-packages (and top-level modules) form a DAG: no import cycle between them, lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    for p in SOURCES:
+        rel = p.relative_to(ROOT).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        if module == "diffalign":
+            continue
+        node = module.split(".")[1]
+        graph.setdefault(node, set()).update(_imported_nodes(p, module) - {node})
+    cycles = []
+    for a, deps in graph.items():
+        for b in deps:
+            seen, todo = set(), [b]
+            while todo:
+                n = todo.pop()
+                if n == a:
+                    cycles.append(f"{a} -> {b} -> … -> {a}")
+                    break
+                if n not in seen:
+                    seen.add(n)
+                    todo.extend(graph.get(n, ()))
+    assert cycles == []

@@ -86,7 +86,7 @@ def bench_one(cfg, steps: int, warmup: int, cache: bool) -> dict:
 def main(args) -> int:
     import torch
 
-    from ..config import load_config
+    from ..train import load_config
 
     cfg = load_config(args.config)
     if cfg.trainer != "diffusion":

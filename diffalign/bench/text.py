@@ -39,7 +39,7 @@ def _rss_mb() -> float:
 
 
 def _worker_ours(config: str, warmup: int, steps: int, overrides: list[str]) -> dict:
-    from ..config import load_config
+    from ..train import load_config
     from ..train.text import TextDPOTrainer
 
     t0 = time.perf_counter()
@@ -66,7 +66,7 @@ def _worker_trl(config: str, warmup: int, steps: int, overrides: list[str], prec
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from ..config import load_config
+    from ..train import load_config
     from ..data.text import read_rows
     from ..train.text import TextDPOTrainer
 

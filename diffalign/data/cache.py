@@ -15,6 +15,16 @@ decode during caching are skipped (``on_bad_row: skip``) and listed in the shard
 Per-pair tensors have ``K`` rows (the kept pairs of the shard) and include ``position`` (the
 pair's index in the ``PairSet``). Tensors named ``u_*`` are per-unique-prompt tables that the
 per-pair ``prompt_index`` points into (captions repeat a lot in Pick-a-Pic).
+
+This module owns the tensor names of a preference-pair cache (``pair_shard`` writes them,
+``LatentCache.pairs`` reads them)::
+
+    position, prompt_index               [K] long
+    chosen, rejected                     [K, C, h, w] VAE latents (× scaling factor)
+    time_ids_chosen, time_ids_rejected   [K, 6] image facts: original size, crop corner, target size
+    <name>_flip                          the same four for the mirrored images (when hflip)
+    u_<field>                            [U, ...] text conditioning of each unique prompt, one table
+                                         per field of the family's ``text_fields``
 """
 
 from __future__ import annotations
@@ -28,7 +38,12 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["fingerprint", "cache_key", "LatentCache"]
+__all__ = ["fingerprint", "cache_key", "LatentCache", "pair_shard", "IMAGE_TENSORS", "FLIP", "TEXT_PREFIX"]
+
+POSITION, PROMPT_INDEX = "position", "prompt_index"
+IMAGE_TENSORS = ("chosen", "rejected", "time_ids_chosen", "time_ids_rejected")
+FLIP = "_flip"
+TEXT_PREFIX = "u_"
 
 _HASH_LIMIT = 256 * 2**20  # files up to this size are hashed by content, larger ones by size + mtime
 
@@ -130,7 +145,7 @@ class LatentCache:
         if self._where is None:
             self._where = {}
             for s in range(self.n_shards):
-                for r, p in enumerate(self._handle(s).get_tensor("position").tolist()):
+                for r, p in enumerate(self._handle(s).get_tensor(POSITION).tolist()):
                     self._where[p] = (s, r)
         return sorted(self._where)
 
@@ -147,12 +162,49 @@ class LatentCache:
             s, r = self._where[p]
             h = self._handle(s)
             for n in names:
-                if n.startswith("u_"):
-                    k = int(h.get_slice("prompt_index")[r : r + 1][0])
+                if n.startswith(TEXT_PREFIX):
+                    k = int(h.get_slice(PROMPT_INDEX)[r : r + 1][0])
                     out[n].append(h.get_slice(n)[k : k + 1])
                 else:
                     out[n].append(h.get_slice(n)[r : r + 1])
         return {n: torch.cat(v) for n, v in out.items()}
+
+    def pairs(self, positions: list[int], flips: list[bool] | None, text_fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The image tensors (``IMAGE_TENSORS``, the mirrored variant where ``flips`` says so) and
+        the text fields of some pairs, under their plain names."""
+        names = list(IMAGE_TENSORS) + ([n + FLIP for n in IMAGE_TENSORS] if flips is not None else [])
+        t = self.get(positions, names)
+        out = {}
+        for n in IMAGE_TENSORS:
+            if flips is None:
+                out[n] = t[n]
+            else:
+                f = torch.tensor(flips).view(-1, *[1] * (t[n].ndim - 1))
+                out[n] = torch.where(f, t[n + FLIP], t[n])
+        text = self.get(positions, [TEXT_PREFIX + f for f in text_fields])
+        out.update({f: text[TEXT_PREFIX + f] for f in text_fields})
+        return out
+
+
+def pair_shard(positions: list[int], variants: dict[str, tuple[torch.Tensor, ...]], captions: list[str],
+               encode_text, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The tensors of one ``encode`` call of a pair cache (see the module docstring).
+
+    Args:
+        positions (list[int]): the kept pairs. variants (dict): ``""`` (and ``FLIP``) → the four
+            ``IMAGE_TENSORS`` of those pairs. captions (list[str]): their prompts.
+        encode_text: ``prompts -> {field: [U, ...]}`` (the family's ``encode_prompts``).
+        dtype (torch.dtype): dtype of the stored latents and text tables.
+    """
+    out = {POSITION: torch.tensor(positions, dtype=torch.long)}
+    for suffix, tensors in variants.items():
+        for name, v in zip(IMAGE_TENSORS, tensors):
+            out[name + suffix] = v.to(dtype) if name in ("chosen", "rejected") else v
+    uniq = sorted(set(captions))
+    out[PROMPT_INDEX] = torch.tensor([uniq.index(c) for c in captions], dtype=torch.long)
+    if uniq:
+        out.update({TEXT_PREFIX + k: v.to("cpu", dtype) for k, v in encode_text(uniq).items()})
+    return {k: v.cpu().contiguous() for k, v in out.items()}
 
 
 def _merge(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -161,6 +213,6 @@ def _merge(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     offset = 0
     for t in parts:
         for n, v in t.items():
-            out.setdefault(n, []).append(v + offset if n == "prompt_index" else v)
-        offset += next((v.shape[0] for n, v in t.items() if n.startswith("u_")), 0)
+            out.setdefault(n, []).append(v + offset if n == PROMPT_INDEX else v)
+        offset += next((v.shape[0] for n, v in t.items() if n.startswith(TEXT_PREFIX)), 0)
     return {n: torch.cat(v).contiguous() for n, v in out.items()}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Prepared", "pair_rng", "decode", "prepare"]
+__all__ = ["Prepared", "Augmentation", "pair_rng", "augmentation", "decode", "prepare"]
 
 
 @dataclass
@@ -35,10 +35,36 @@ class Prepared:
     original_size: tuple[int, int]
     crop_top_left: tuple[int, int]
 
+    def time_ids(self) -> torch.Tensor:
+        """``[6]`` = original (h, w), crop (top, left), target (h, w): SDXL's ``add_time_ids``."""
+        r = tuple(self.pixels.shape[-2:])
+        return torch.tensor([*self.original_size, *self.crop_top_left, *r], dtype=torch.float32)
+
+
+@dataclass
+class Augmentation:
+    """The random decisions for one pair in one epoch (the same for both images of the pair).
+
+    Attributes:
+        flip (bool): mirror horizontally. crop_offset (tuple[float, float]): (y, x) of a random
+            crop in [0, 1]². drop_caption (bool): train this pair with the empty prompt.
+    """
+
+    flip: bool
+    crop_offset: tuple[float, float]
+    drop_caption: bool
+
 
 def pair_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The random stream of one pair in one epoch (flip, random crop, caption dropout)."""
     return np.random.default_rng([seed, epoch, index])
+
+
+def augmentation(seed: int, epoch: int, index: int, hflip: bool, caption_dropout: float) -> Augmentation:
+    """The draws of pair ``index`` in ``epoch``: always four uniforms (flip, crop y, crop x, caption
+    dropout), so changing one option never shifts the others' draws."""
+    u = pair_rng(seed, epoch, index).random(4)
+    return Augmentation(bool(hflip and u[0] < 0.5), (float(u[1]), float(u[2])), bool(u[3] < caption_dropout))
 
 
 def decode(data: bytes):

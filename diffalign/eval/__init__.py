@@ -74,6 +74,7 @@ def evaluate(
     import torch
 
     from ..rewards import Samples
+    from ..sampling.pipeline import sample
     from . import generate, report, winrate
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -97,7 +98,7 @@ def evaluate(
                 del pipe
                 pipe = generate.load_pipeline(tuned, device=device)
         for split, (ps, ss) in rows.items():
-            images[which][split] = generate.sample(pipe, ps, ss, guidance_scale, num_inference_steps, batch_size,
+            images[which][split] = sample(pipe, ps, ss, guidance_scale, num_inference_steps, batch_size,
                                                    desc=f"{which} {split}")
     del pipe
     results, scores = {}, {}

@@ -20,15 +20,16 @@ every loss kind, so ``hinge`` reads ``relu(1 − β_core·(Δref − Δθ))`` an
 ``β_diffusers = β_core``), and ``kto`` uses ``β_core`` as Diffusion-KTO's β (arXiv 2404.04465).
 
 The pieces are separate so later methods swap one of them: the noise source (InPO: DDIM
-inversion instead of random ε), the distance (NCP: U-Net feature space instead of ε-MSE).
+inversion instead of random ε), the distance (NCP: U-Net feature space instead of ε-MSE,
+``perceptual.py``). A *distance* is an object with ``prepare(noised, cond)`` (draws and
+computes what policy and reference share, once per batch) and ``__call__(pred, noised,
+cond) -> [N]``; ``LatentDistance`` is Diffusion-DPO's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
@@ -38,11 +39,13 @@ from .types import PreferenceBatch
 __all__ = [
     "PREDICTION_TYPES",
     "NoisedPairs",
+    "LatentDistance",
     "core_params",
     "draw_timesteps",
     "noise_pairs",
     "denoising_target",
     "per_sample_error",
+    "predicted_x0",
     "snr",
     "min_snr_weight",
     "pair_scores",
@@ -50,8 +53,6 @@ __all__ = [
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
-#: ``distance(prediction [N, ...], target [N, ...]) -> [N]`` fp32; NCP swaps in a feature distance.
-Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def core_params(params: LossParams) -> LossParams:
@@ -77,12 +78,17 @@ class NoisedPairs:
         t (torch.Tensor): ``[2B]`` long timesteps; ``t[:B] == t[B:]``.
         noise (torch.Tensor): ``[2B, C, h, w]`` the ε used; ``noise[:B] == noise[B:]`` for shared noise.
         target (torch.Tensor): ``[2B, C, h, w]`` what the model should predict.
+        x0 (torch.Tensor): ``[2B, C, h, w]`` the clean latents.
+        aux (dict): what a distance's ``prepare`` computed for this batch (shared by policy and
+            reference), e.g. NCP's encoded targets.
     """
 
     x_t: torch.Tensor
     t: torch.Tensor
     noise: torch.Tensor
     target: torch.Tensor
+    x0: torch.Tensor
+    aux: dict = dataclasses.field(default_factory=dict)
 
 
 def draw_timesteps(
@@ -147,7 +153,7 @@ def noise_pairs(
         eps = torch.randn(chosen.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         noise = eps.repeat(2, 1, 1, 1)  # [2B, C, h, w]: the same ε for w and l
     x_t = scheduler.add_noise(x0, noise, t)
-    return NoisedPairs(x_t, t, noise, denoising_target(scheduler, x0, noise, t, prediction_type))
+    return NoisedPairs(x_t, t, noise, denoising_target(scheduler, x0, noise, t, prediction_type), x0)
 
 
 def per_sample_error(
@@ -165,6 +171,30 @@ def per_sample_error(
     err = F.mse_loss(prediction.float(), target.float(), reduction="none")
     err = err.mean(dim=tuple(range(1, err.ndim)))  # [N]
     return err if weight is None else err * weight.float()
+
+
+class LatentDistance:
+    """Diffusion-DPO's distance: ``per_sample_error(prediction, target)`` in latent space, ``[N]``."""
+
+    def prepare(self, noised: NoisedPairs, cond) -> None:
+        pass
+
+    def __call__(self, prediction: torch.Tensor, noised: NoisedPairs, cond) -> torch.Tensor:
+        return per_sample_error(prediction, noised.target)
+
+
+def predicted_x0(scheduler, x_t: torch.Tensor, t: torch.Tensor, prediction: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The clean sample a prediction implies (DDIM, Song et al., arXiv 2010.02502 Eq. 12), fp32:
+    ``(x_t − √(1−ᾱ)·ε̂)/√ᾱ`` for ε, ``√ᾱ·x_t − √(1−ᾱ)·v̂`` for v, the prediction itself for x_0."""
+    a = scheduler.alphas_cumprod.to(device=x_t.device, dtype=torch.float32)[t].view(-1, *[1] * (x_t.ndim - 1))
+    x_t, prediction = x_t.float(), prediction.float()
+    if prediction_type == "epsilon":
+        return (x_t - (1 - a).sqrt() * prediction) / a.sqrt()
+    if prediction_type == "v_prediction":
+        return a.sqrt() * x_t - (1 - a).sqrt() * prediction
+    if prediction_type == "sample":
+        return prediction
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
 
 def snr(scheduler, t: torch.Tensor) -> torch.Tensor:

@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import LossParams, LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
-from ..losses.denoising import (
-    PREDICTION_TYPES,
-    Distance,
-    core_params,
-    min_snr_weight,
-    noise_pairs,
-    pair_scores,
-    per_sample_error,
-)
-from .base import Denoiser, Method, MethodOutput, PairBatch
+from dataclasses import dataclass
 
-__all__ = ["DiffusionDPO"]
+from ..losses import LossParams, LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
+from ..losses.denoising import PREDICTION_TYPES, LatentDistance, core_params, min_snr_weight, noise_pairs, pair_scores
+from .base import DenoisingConfig, Method, MethodOutput
+
+__all__ = ["DiffusionDPO", "DiffusionDPOConfig"]
+
+
+@dataclass
+class DiffusionDPOConfig(DenoisingConfig):
+    """``method: diffusion_dpo`` — the shared denoising fields (``DenoisingConfig``: ``t_min``,
+    ``t_max``, ``snr_gamma``); the paper draws t from [0, 1000) with no weighting."""
 
 
 def _swap(b: PreferenceBatch) -> PreferenceBatch:
@@ -54,9 +54,12 @@ class DiffusionDPO(Method):
         t_range (tuple[int, int]): timesteps drawn uniformly from ``[t_min, t_max)``. Default
             ``(0, num_train_timesteps)`` as the paper.
         snr_gamma (float | None): Min-SNR-γ weighting of the errors (None: ω(λ_t) = 1, the paper).
-        distance (Distance): per-sample distance ``(pred, target) -> [N]``; default ε-MSE.
+        distance: per-sample distance (``prepare(noised, cond)``, ``(pred, noised, cond) -> [N]``);
+            default ``losses.denoising.LatentDistance`` (ε-MSE).
     """
 
+    Config = DiffusionDPOConfig
+    paper = "Wallace et al., arXiv 2311.12908"
     needs_reference = True
     needs_rollouts = False
     needs_reward = False
@@ -70,7 +73,7 @@ class DiffusionDPO(Method):
         params: LossParams | None = None,
         t_range: tuple[int, int] | None = None,
         snr_gamma: float | None = None,
-        distance: Distance = per_sample_error,
+        distance=None,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
@@ -78,8 +81,8 @@ class DiffusionDPO(Method):
         self.prediction_type = prediction_type
         self.kinds = kinds
         resolve_kinds(kinds)  # unknown kinds fail here, not at the first step
-        self.needs = needs_of(kinds)
-        self.needs_reference = "reference" in self.needs  # a reference-free kind needs no reference
+        self.loss_needs = needs_of(kinds)
+        self.needs_reference = "reference" in self.loss_needs  # a reference-free kind needs no reference
         self.params = params or LossParams(beta=5000.0)
         self.core = core_params(self.params)  # β_core = β_paper / 2: see losses/denoising.py
         n = scheduler.config.num_train_timesteps
@@ -87,32 +90,40 @@ class DiffusionDPO(Method):
         if not 0 <= self.t_range[0] < self.t_range[1] <= n:
             raise ValueError(f"timestep range {self.t_range} must lie in [0, {n}]")
         self.snr_gamma = snr_gamma
-        self.distance = distance
+        self.distance = distance if distance is not None else LatentDistance()
         self.state = LossState()
 
     @classmethod
-    def from_config(cls, cfg, components) -> "DiffusionDPO":
-        """Build from a ``DiffusionTrainConfig`` and loaded ``models.families.Components``."""
-        d = cfg.diffusion
+    def from_config(cls, cfg: DiffusionDPOConfig, loss, components, **kwargs) -> "DiffusionDPO":
+        """Build from its ``method:`` section, the ``loss:`` section and loaded ``Components``."""
         n = components.scheduler.config.num_train_timesteps
-        return cls(components.scheduler, components.prediction_type, cfg.loss.kinds, cfg.loss.params(),
-                   (d.t_min, min(d.t_max, n)), d.snr_gamma)
+        if cfg.t_max > n:
+            raise ValueError(f"method.t_max {cfg.t_max} exceeds the scheduler's {n} training timesteps")
+        return cls(components.scheduler, components.prediction_type, loss.kinds, loss.params(), (cfg.t_min, cfg.t_max),
+                   cfg.snr_gamma, **kwargs)
 
-    def noised(self, batch: PairBatch, policy: Denoiser):
+    def state_dict(self) -> dict:
+        return self.state.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state.load_state_dict(state)
+
+    def noised(self, batch, policy):
         """Step 1, the noise source: one random ``t`` and ``ε`` per pair (InPO overrides this with
         DDIM-inverted noise, one per image, ``t`` still shared)."""
         return noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type)
 
-    def errors(self, denoiser: Denoiser, batch: PairBatch, noised, weight) -> torch.Tensor:
+    def errors(self, denoiser, batch, noised, weight) -> torch.Tensor:
         """Per-sample errors ``[2B]`` (chosen first) of a denoiser on the noised pairs."""
-        pred = denoiser(noised.x_t, noised.t, batch.cond2())  # [2B, C, h, w]
-        return self.distance(pred, noised.target) * (1.0 if weight is None else weight)
+        pred = denoiser(noised.x_t, noised.t, batch.cond)  # [2B, C, h, w]
+        return self.distance(pred, noised, batch.cond) * (1.0 if weight is None else weight)
 
-    def compute_loss(self, batch: PairBatch, policy: Denoiser, reference: Denoiser | None) -> MethodOutput:
+    def compute_loss(self, batch, policy, reference) -> MethodOutput:
         if self.needs_reference and reference is None:
             raise ValueError(f"loss kind(s) {self.kinds!r} need a reference denoiser")
         # 1. one t and one ε per pair, repeated for w and l: x_t, t, target are [2B, ...]
         noised = self.noised(batch, policy)
+        self.distance.prepare(noised, batch.cond)  # what policy and reference share, once per batch
         weight = None
         if self.snr_gamma:
             weight = min_snr_weight(self.scheduler, noised.t, self.snr_gamma, self.prediction_type)  # [2B]
@@ -123,7 +134,7 @@ class DiffusionDPO(Method):
             with torch.no_grad():
                 err_ref = self.errors(reference, batch, noised, weight).detach()
         # 3. scores s = −err → the shared core (β_core = β/2): Eq. 14 for kind 'sigmoid'
-        scores = pair_scores(err, err_ref, self.needs)
+        scores = pair_scores(err, err_ref, self.loss_needs)
         out = preference_loss(scores, self.kinds, self.core, self.state)
         per_pair = out.per_pair  # [B]
         label = batch.label

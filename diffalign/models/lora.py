@@ -42,21 +42,20 @@ def lora_parameters(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
 
 
-def save_lora(unet: torch.nn.Module, family: str, out: str | Path) -> Path:
+def save_lora(unet: torch.nn.Module, pipeline_class, out: str | Path) -> Path:
     """Write ``pytorch_lora_weights.safetensors`` that ``load_lora_weights`` reads.
 
     Args:
         unet: the U-Net holding the ``default`` adapter (unwrapped).
-        family (str): ``sd`` or ``sdxl`` (selects the pipeline class's writer).
+        pipeline_class: the family's pipeline class (``Family.pipeline_class()``), whose
+            ``save_lora_weights`` writes the file.
         out (str | Path): destination folder.
     """
-    from .families import pipeline_class
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layers = {k: v.detach().float().cpu().contiguous() for k, v in lora_parameters(unet).items()}
     meta = unet.peft_config["default"].to_dict()
     meta["target_modules"] = sorted(meta["target_modules"])  # a set in peft; metadata is JSON
-    pipeline_class(family).save_lora_weights(out, unet_lora_layers=layers, unet_lora_adapter_metadata=meta,
+    pipeline_class.save_lora_weights(out, unet_lora_layers=layers, unet_lora_adapter_metadata=meta,
                                              safe_serialization=True)
     return out

@@ -66,7 +66,8 @@ def sample_audio(
     batch: int = 32,
     return_mel: bool = False,
 ):
-    """Samples one clip per (prompt, seed); each clip's noise depends only on its own seed.
+    """Samples one clip per (prompt, seed) with ``diffalign.sampling.pipeline.sample``, at the toy
+    latent shape; each clip's noise depends only on its own seed.
 
     Args:
         pipe: an AudioLDMPipeline.
@@ -82,29 +83,24 @@ def sample_audio(
     """
     import torch
 
-    if len(prompts) != len(seeds):
-        raise ValueError(f"sample_audio: {len(prompts)} prompts but {len(seeds)} seeds")
+    from diffalign.sampling.pipeline import sample
+
     vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.vocoder.config.model_in_dim // vae_scale)
-    out, mels = [], []
+    mels = []
     to_wave = pipe.mel_spectrogram_to_waveform
 
     def capture(mel):  # records the vocoder's input: the UNet + VAE output
         mels.append(mel.detach().reshape(mel.shape[0], *mel.shape[-2:]).float())
         return to_wave(mel)
 
-    for i in range(0, len(prompts), batch):
-        chunk = list(range(i, min(i + batch, len(prompts))))
-        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seeds[j])) for j in chunk])
-        pipe.mel_spectrogram_to_waveform = capture
-        try:
-            with torch.no_grad():
-                audio = pipe([prompts[j] for j in chunk], latents=latents, guidance_scale=guidance_scale,
-                             num_inference_steps=num_inference_steps, output_type="pt").audios
-        finally:
-            del pipe.mel_spectrogram_to_waveform  # back to the class method
-        out.append(torch.as_tensor(audio).float())
-    return (torch.cat(out), torch.cat(mels)) if return_mel else torch.cat(out)
+    pipe.mel_spectrogram_to_waveform = capture
+    try:
+        audio = sample(pipe, prompts, seeds, guidance_scale, num_inference_steps, batch_size=batch, progress=False,
+                       latent_shape=shape)
+    finally:
+        del pipe.mel_spectrogram_to_waveform  # back to the class method
+    return (audio, torch.cat(mels)) if return_mel else audio
 
 
 def flac_bytes(waves) -> list[bytes]:

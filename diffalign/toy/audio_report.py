@@ -97,7 +97,7 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     import torch
 
     from diffalign.rewards.base import Samples
-    from diffalign.rewards.toy_audio import build_toy_audio_fad, build_toy_audio_vendi
+    from diffalign.toy.audio_plugins import build_toy_audio_fad, build_toy_audio_vendi
     from diffalign.toy.audio_assets import audio_asset_dir, load_pipeline, sample_audio, sampling_defaults
     from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel, score_pitch
     from diffalign.toy.audio_world import BANDS, TonesWorld, log_mel, parse_prompt

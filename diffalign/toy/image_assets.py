@@ -1,4 +1,4 @@
-"""Where the shapes-world assets live, how to load them and how to sample the toy pipeline.
+"""Where the shapes-world assets live and how to load them (sampling: ``diffalign.sampling.pipeline.sample``).
 
 Layout of `assets/toy/image/` (written by `diffalign toy build image`)::
 
@@ -39,47 +39,3 @@ def load_pipeline(asset_dir: str | Path | None = None):
     pipe = StableDiffusionPipeline.from_pretrained(str(Path(asset_dir or image_asset_dir()) / "pipeline"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def sample_images(
-    pipe,
-    prompts: list[str],
-    seeds: list[int],
-    guidance_scale: float = SAMPLING["guidance_scale"],
-    num_inference_steps: int = SAMPLING["num_inference_steps"],
-    batch: int = 64,
-    progress: bool = False,
-):
-    """Samples one image per (prompt, seed); each image's noise depends only on its own seed.
-
-    Args:
-        pipe: a StableDiffusionPipeline.
-        prompts (list[str]): N prompts.
-        seeds (list[int]): N seeds (same prompt + seed -> same image, whatever the batching).
-        guidance_scale (float): classifier-free guidance. Default is 3.
-        num_inference_steps (int): DDIM steps. Default is 25.
-        batch (int): images per pipeline call. Default is 64.
-        progress (bool): show a tqdm bar over batches. Default is False.
-
-    Returns:
-        torch.Tensor: [N, 3, H, W] float in [0, 1].
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    if len(prompts) != len(seeds):
-        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-    out = []
-    starts = range(0, len(prompts), batch)
-    for i in tqdm(starts, desc="sample", disable=not progress, mininterval=10):
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[i : i + batch]]
-        with torch.no_grad():
-            images = pipe(
-                prompts[i : i + batch],
-                generator=gens,
-                guidance_scale=guidance_scale,
-                num_inference_steps=num_inference_steps,
-                output_type="pt",
-            ).images  # [b, 3, H, W] in [0, 1]
-        out.append(images.float().clamp(0, 1))
-    return torch.cat(out)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffalign.toy.image_assets import sample_images
+from diffalign.sampling.pipeline import sample
 from diffalign.toy.image_reward import score_fidelity
 from diffalign.toy.shapes import ShapesWorld, parse_prompt, render, to_uint8
 
@@ -85,8 +85,8 @@ def sample_preference_pairs(
     group_prompts = order[:n_groups]
     flat_prompts = [p for p in group_prompts for _ in range(group_size)]
     seeds = rng.choice(2**31 - 1, size=len(flat_prompts), replace=False).tolist()
-    images = sample_images(pipe, flat_prompts, seeds, sampling["guidance_scale"], sampling["num_inference_steps"],
-                           progress=True)  # [G * K, 3, 32, 32]
+    images = sample(pipe, flat_prompts, seeds, sampling["guidance_scale"], sampling["num_inference_steps"],
+                    batch_size=64, desc="sample")  # [G * K, 3, 32, 32]
     # Score what is stored: PNG is lossless but quantises to 8 bits.
     blobs = png_bytes(images)
     scores = score_fidelity(decode_images(blobs), flat_prompts)

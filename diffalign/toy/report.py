@@ -79,7 +79,8 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
     """
     import torch
 
-    from diffalign.toy.image_assets import image_asset_dir, load_pipeline, read_json, sample_images, sampling_defaults
+    from diffalign.sampling.pipeline import sample
+    from diffalign.toy.image_assets import image_asset_dir, load_pipeline, read_json, sampling_defaults
     from diffalign.toy.image_reward import score_fidelity
     from diffalign.toy.shapes import ShapesWorld, render
     from diffalign.toy.toy_clip import clip_scores, load_toy_clip
@@ -105,7 +106,8 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
     clip, tok = load_toy_clip(asset_dir / "toy_clip")
     clip_load_s = time.time() - t0
     t0 = time.time()
-    images = sample_images(pipe, prompts, seeds, sampling["guidance_scale"], sampling["num_inference_steps"])
+    images = sample(pipe, prompts, seeds, sampling["guidance_scale"], sampling["num_inference_steps"], batch_size=64,
+                    progress=False)
     sample_s = time.time() - t0
     fid = score_fidelity(images, prompts)
     cs = clip_scores(clip, tok, images, prompts)

@@ -28,7 +28,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "find_checkpoint",
-    "epoch_order",
     "format_metrics",
 ]
 
@@ -79,12 +78,6 @@ def make_scheduler(opt: torch.optim.Optimizer, loop: LoopConfig, total_steps: in
         return 1.0 - frac if loop.lr_schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """A reproducible shuffle of ``range(n)`` for one epoch (resume recomputes it)."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g).tolist()
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict, dict]:

@@ -1,9 +1,11 @@
 """Config schema of the offline (preference-pair) diffusion trainer (``trainer: diffusion``).
 
-Torch-free. Every field is documented once, here; ``loss``, ``model.lora`` and ``train`` reuse
-the shared sections of ``config_common.py``. In this trainer ``loss.beta`` is the
-**paper-form** Diffusion-DPO β (inside of the log-sigmoid ``−(β/2)·(Δθ − Δref)``; paper and
-Salesforce code: 5000; diffusers SD1.5 script ``--beta_dpo 2500`` = paper-form 5000).
+Torch-free at import. Every field is documented once, here; ``loss``, ``model.lora`` and
+``train`` reuse the shared sections of ``config_common.py``; the ``method:`` section is the
+method's own config class (``diffalign/methods/``; validating it imports the method). In this
+trainer ``loss.beta`` is the **paper-form** Diffusion-DPO β (inside of the log-sigmoid
+``−(β/2)·(Δθ − Δref)``; paper and Salesforce code: 5000; diffusers SD1.5 script
+``--beta_dpo 2500`` = paper-form 5000).
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..methods.base import MethodConfig
 from .config_common import LoopConfig, LoraConfig, LossConfig
 
-__all__ = ["DiffusionModelConfig", "PairDataConfig", "DiffusionMethodConfig", "DiffusionReferenceConfig",
-           "EvalConfig", "DiffusionTrainConfig"]
+__all__ = ["DiffusionModelConfig", "PairDataConfig", "DiffusionReferenceConfig", "EvalConfig", "DiffusionTrainConfig",
+           "SERVES"]
+
+#: The method needs (``methods.base.NEEDS``) this trainer serves: it trains on dataset pairs.
+SERVES = frozenset({"reference", "inversion"})
 
 _UNET_ATTN = ["to_k", "to_q", "to_v", "to_out.0"]
 
@@ -95,24 +101,6 @@ class PairDataConfig:
 
 
 @dataclass
-class DiffusionMethodConfig:
-    """Noise and weighting of the denoising scores (``losses/denoising.py``).
-
-    Attributes:
-        t_min / t_max: timesteps drawn uniformly from ``[t_min, t_max)`` (paper: [0, 1000)).
-        snr_gamma: Min-SNR-γ weighting of the errors (null: none, as the paper).
-    """
-
-    t_min: int = 0
-    t_max: int = 1000
-    snr_gamma: float | None = None
-
-    def validate(self) -> None:
-        if not 0 <= self.t_min < self.t_max:
-            raise ValueError(f"diffusion.t_min/t_max must satisfy 0 <= t_min < t_max, got {self.t_min}, {self.t_max}")
-
-
-@dataclass
 class DiffusionReferenceConfig:
     """The reference model of the loss.
 
@@ -160,24 +148,31 @@ class DiffusionTrainConfig:
     """``trainer: diffusion`` — preference optimisation of a diffusion model on image pairs.
 
     Attributes:
-        method: a name of ``diffalign.methods.METHODS`` (``diffusion_dpo``).
+        method: the method and its own fields, e.g. ``{name: diffusion_dpo, t_min: 300}``
+            (``diffusion_dpo`` alone for its defaults). The methods of this trainer must not need
+            rollouts or a reward (those are online methods).
     """
 
     trainer: Literal["diffusion"]
     model: DiffusionModelConfig
     data: PairDataConfig
-    method: str = "diffusion_dpo"
-    diffusion: DiffusionMethodConfig = field(default_factory=DiffusionMethodConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(beta=5000.0))
     reference: DiffusionReferenceConfig = field(default_factory=DiffusionReferenceConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig | None = None
+    method: MethodConfig = field(default_factory=MethodConfig)  # last: validating it imports the method (torch)
 
     def validate(self) -> None:
-        from ..methods import METHODS
+        from ..methods import method_class
 
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        if type(self.method) is MethodConfig:  # the section was left out: the method's own defaults
+            self.method = MethodConfig.resolve_class(self.method.name)(name=self.method.name)
+        missing = method_class(self.method.name).class_needs() - SERVES
+        if missing:
+            from ..methods.base import NEEDS
+
+            raise ValueError(f"method {self.method.name!r} needs {', '.join(NEEDS[n] for n in sorted(missing))}; "
+                             f"trainer 'diffusion' trains on dataset pairs and cannot serve it")
         if self.reference.strategy == "adapter_off" and self.model.lora is None:
             raise ValueError("reference.strategy: adapter_off needs model.lora (there are no adapters to turn off)")
         if self.loss.beta < 1:

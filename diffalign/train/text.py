@@ -9,11 +9,9 @@ frozen copy. Any loss kind of the core. Metrics use TRL's names. Run with::
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -21,20 +19,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import to_dict
+from ..data.order import micro_batch_indices
 from ..data.text import collate_pairs, file_fingerprint, read_rows, tokenize_pairs
 from ..losses import LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
 from ..losses.sequence import sequence_logps
+from ..models.denoiser import adapters_off
 from ..models.loading import resolve_pretrained
-from .common import (
-    epoch_order,
-    find_checkpoint,
-    format_metrics,
-    load_checkpoint,
-    make_accelerator,
-    make_optimizer,
-    make_scheduler,
-    save_checkpoint,
-)
+from ..models.reference import frozen_copy, resolve_strategy
+from .common import make_accelerator
+from .loop import Loop
 from .text_config import TextTrainConfig
 
 __all__ = ["TextDPOTrainer", "run"]
@@ -66,10 +59,11 @@ class TextDPOTrainer:
         self.kinds = resolve_kinds(cfg.loss.kinds)
         self.params = cfg.loss.params()
         self.loss_state = LossState()
-        self.strategy = self._reference_strategy()
-        self.ref_model = None
-        if self.strategy == "frozen_copy":
-            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.strategy = resolve_strategy(cfg.reference.strategy,
+                                         needs_reference=not all(k.reference_free for k, _ in self.kinds),
+                                         has_lora=cfg.model.lora is not None, auto="precomputed",
+                                         known=("precomputed", "adapter_off", "frozen_copy"))
+        self.ref_model = frozen_copy(self.model) if self.strategy == "frozen_copy" else None
         if cfg.model.lora is not None:
             self.model = self._add_lora(self.model)
         if loop.gradient_checkpointing:
@@ -115,15 +109,6 @@ class TextDPOTrainer:
         conf = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
                           init_lora_weights=init, task_type="CAUSAL_LM")
         return get_peft_model(model, conf)
-
-    def _reference_strategy(self) -> str:
-        if all(k.reference_free for k, _ in self.kinds):
-            return "none"
-        s = self.cfg.reference.strategy
-        s = "precomputed" if s == "auto" else s
-        if s == "adapter_off" and self.cfg.model.lora is None:
-            raise ValueError("reference.strategy: adapter_off needs model.lora (there are no adapters to turn off)")
-        return s
 
     def _load_pairs(self, path: str):
         d = self.cfg.data
@@ -187,12 +172,14 @@ class TextDPOTrainer:
         args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         if self.strategy == "frozen_copy":
             return sequence_logps(self.ref_model, *args).logps
-        with self.acc.unwrap_model(self.model).disable_adapter():
+        with adapters_off(self.acc.unwrap_model(self.model)):
             return sequence_logps(self.model, *args).logps
 
-    def compute_loss(self, batch: dict, split: str = "train"):
-        """Policy forward, reference scores and the core loss; returns ``(LossOutput, extra metrics)``."""
-        sc = sequence_logps(self.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    def compute_loss(self, batch: dict, split: str = "train", model: torch.nn.Module | None = None):
+        """Policy forward (``model``: the loop's prepared model; default ``self.model``), reference
+        scores and the core loss; returns ``(LossOutput, extra metrics)``."""
+        model = model if model is not None else self.model
+        sc = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         ref = self.reference_logps(batch, split)
         w, l = sc.split()
         needs = needs_of(self.cfg.loss.kinds)
@@ -227,16 +214,15 @@ class TextDPOTrainer:
 
     def micro_batches(self, start_micro: int):
         """Yield collated micro-batches from micro-step ``start_micro`` on, epoch after epoch."""
-        loop, pairs = self.cfg.train, self._local_pairs()
-        per_epoch = math.ceil(len(pairs) / loop.batch_size)
-        m = start_micro
-        while True:
-            epoch, off = divmod(m, per_epoch)
-            order = epoch_order(len(pairs), loop.seed, epoch)
-            idx = order[off * loop.batch_size : (off + 1) * loop.batch_size]
+        pairs = self._local_pairs()
+        for _, idx in micro_batch_indices(len(pairs), self.cfg.train.batch_size, self.cfg.train.seed, start_micro):
             batch = collate_pairs([pairs[i] for i in idx], self.tokenizer.pad_token_id)
             yield {k: v.to(self.acc.device) for k, v in batch.items()}
-            m += 1
+
+    def _compute(self, model: torch.nn.Module, batch: dict):
+        lo, extra = self.compute_loss(batch, model=model)
+        # non-pad tokens of this optimiser step (``num_*`` metrics are summed over micro-steps)
+        return lo.loss, {"num_tokens": batch["attention_mask"].sum(), **lo.metrics, **extra}
 
     def train(self, until: int | None = None, on_step: Callable[[int, dict], None] | None = None) -> dict:
         """Run the loop (resuming when ``train.resume`` is set); returns the last metrics.
@@ -247,70 +233,10 @@ class TextDPOTrainer:
             on_step (Callable | None): called as ``on_step(step, metrics)`` after each
                 optimiser step (benchmarks, custom logging).
         """
-        loop, acc = self.cfg.train, self.acc
-        out = Path(loop.output_dir)
-        opt = make_optimizer(self.model.parameters(), loop)
-        total = self.total_steps()
-        sched = make_scheduler(opt, loop, total)
-        step = 0
-        ckpt = find_checkpoint(out, loop.resume)
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, self.model, opt, sched)
-            step = state["step"]
-            self.loss_state.load_state_dict(state["loss_state"])
-            acc.print(f"[resume] {ckpt} (step {step})")
-        self.model, opt = acc.prepare(self.model, opt)
-        if loop.log_with:
-            acc.init_trackers("diffalign", config={"trainer": "text"})
-        self.model.train()
-        bar = tqdm(total=total, initial=step, desc="text dpo", disable=not acc.is_local_main_process)
-        batches = self.micro_batches(step * loop.grad_accum)
-        last: dict = {}
-        log_f = None
-        if acc.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            log_f = open(out / "metrics.jsonl", "a")
-        while step < min(total, until or total):
-            agg: dict[str, float] = {}
-            for _ in range(loop.grad_accum):
-                with acc.accumulate(self.model):
-                    batch = next(batches)
-                    agg["num_tokens"] = agg.get("num_tokens", 0.0) + float(batch["attention_mask"].sum())  # non-pad, this step
-                    lo, extra = self.compute_loss(batch)
-                    acc.backward(lo.loss)
-                    if acc.sync_gradients:
-                        gn = acc.clip_grad_norm_(self.model.parameters(), loop.max_grad_norm or float("inf"))
-                        agg["grad_norm"] = float(gn)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                for k, v in {**lo.metrics, **extra}.items():
-                    agg[k] = agg.get(k, 0.0) + float(v) / loop.grad_accum
-            sched.step()
-            step += 1
-            agg["lr"] = sched.get_last_lr()[0]
-            last = agg
-            bar.update(1)
-            bar.set_postfix_str(format_metrics(agg))
-            if on_step is not None:
-                on_step(step, agg)
-            if step % loop.log_every == 0 or step == total:
-                acc.log(agg, step=step)
-                if log_f:
-                    log_f.write(json.dumps({"step": step, **agg}) + "\n")
-                    log_f.flush()
-            if loop.save_every and step % loop.save_every == 0 and step < total and acc.is_main_process:
-                self._save_ckpt(out, step, opt, sched)
-        bar.close()
-        if log_f:
-            log_f.close()
-        acc.end_training()
+        loop = Loop(self.acc, self.cfg.train, self.model, name="text dpo", states={"loss_state": self.loss_state})
+        last = loop.run(self.total_steps(), self.micro_batches, self._compute, until, on_step, {"trainer": "text"})
+        self.model = loop.model
         return last
-
-    def _save_ckpt(self, out: Path, step: int, opt, sched) -> None:
-        model = self.acc.unwrap_model(self.model)
-        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        save_checkpoint(out, step, trainable, opt, sched, {"loss_state": self.loss_state.state_dict()},
-                        keep=self.cfg.train.keep_checkpoints)
 
     # ---- evaluation and output ----------------------------------------------------------
     @torch.no_grad()

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from diffalign.config import parse_config
+from diffalign.train import parse_config
+from tests.helpers import one_thread as _one_thread  # noqa: F401  (one intra-op thread for tiny models)
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 

@@ -1,5 +1,8 @@
-"""Tiny SD and SDXL pipelines (real diffusers / transformers classes, built from configs once per
-session, saved to folders and loaded back like real ones) and small Pick-a-Pic-style parquet files."""
+"""Helpers shared by the tests: tiny SD and SDXL components (real diffusers / transformers classes
+built from configs), small Pick-a-Pic-style parquet files, and the one-thread fixture.
+
+The session fixtures that use them (``sd_path``, ``sdxl_path``, ``pairs_parquet``, ``dcfg``, …)
+are in ``tests/conftest.py``."""
 
 import io
 import json
@@ -8,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffalign.config import parse_config
-
 RES = 16  # training resolution of the tests (the tiny VAE downsamples ×2: 8×8 latents)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
+@pytest.fixture
+def one_thread():
     """One intra-op thread: tiny models gain nothing from more, and two OpenMP threads on the shared
     2-core machine made a tiny U-Net step ~20× slower (0.57 s vs 0.03 s per forward). Restored after."""
     previous = torch.get_num_threads()
@@ -73,28 +74,6 @@ def _parts(tmp, xl: bool, prediction_type: str = "epsilon"):
     return parts
 
 
-@pytest.fixture(scope="session")
-def sd_path(tmp_path_factory):
-    """A saved tiny StableDiffusionPipeline folder (ε-prediction)."""
-    from diffusers import StableDiffusionPipeline
-
-    d = tmp_path_factory.mktemp("tiny_sd")
-    pipe = StableDiffusionPipeline(**_parts(d, xl=False), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.save_pretrained(d / "pipe")
-    return str(d / "pipe")
-
-
-@pytest.fixture(scope="session")
-def sdxl_path(tmp_path_factory):
-    """A saved tiny StableDiffusionXLPipeline folder (two text encoders, text_time embedding)."""
-    from diffusers import StableDiffusionXLPipeline
-
-    d = tmp_path_factory.mktemp("tiny_sdxl")
-    StableDiffusionXLPipeline(**_parts(d, xl=True)).save_pretrained(d / "pipe")
-    return str(d / "pipe")
-
-
 def png(rng, h=20, w=24):
     from PIL import Image
 
@@ -119,37 +98,18 @@ def write_parquet(rows, path):
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def pairs_parquet(tmp_path_factory):
-    """12 pairs: 8 with a clear label, 4 ties (label 0.5); non-square images of varied size."""
-    d = tmp_path_factory.mktemp("pairs")
-    return write_parquet(pair_rows(12, labels=(1.0, 0.0, 0.5)), d / "pairs.parquet")
+def probe(xl: bool = False):
+    """A fixed input ``(x_t, t, cond)`` of the tiny U-Nets (``RES`` px → 8×8 latents)."""
+    from diffalign.models.denoiser import Conditioning
+
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([10, 700])
+    if xl:
+        return x, t, Conditioning(torch.randn(2, 16, 32, generator=g), torch.randn(2, 16, generator=g),
+                                  torch.tensor([[20.0, 24, 0, 2, 16, 16]] * 2))
+    return x, t, Conditioning(torch.randn(2, 16, 16, generator=g))
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    """One latent-cache root for the session: caches are keyed, so tests share them."""
-    return str(tmp_path_factory.mktemp("latent_cache"))
-
-
-@pytest.fixture
-def dcfg(sd_path, pairs_parquet, cache_dir, tmp_path):
-    """A factory of tiny diffusion-DPO configs; keyword overrides go into sections."""
-
-    def make(**sections):
-        data = {
-            "trainer": "diffusion",
-            "model": {"path": sd_path, "lora": {"r": 4, "alpha": 4, "init": "gaussian"}},
-            "data": {"source": pairs_parquet, "resolution": RES, "cache_dir": cache_dir},
-            "loss": {"kinds": "sigmoid", "beta": 5000.0},
-            "train": {"output_dir": str(tmp_path / "out"), "batch_size": 2, "max_steps": 3, "lr": 1e-3,
-                      "log_every": 1},
-        }
-        for sec, val in sections.items():
-            if val is None or not isinstance(val, dict):
-                data[sec] = val
-            else:
-                data[sec] = {**(data.get(sec) or {}), **val}
-        return parse_config(data, "<test>")
-
-    return make
+def trainable(module):
+    """Copies of the trainable parameters, by name."""
+    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}

@@ -6,7 +6,7 @@ import torch
 
 from diffalign.rewards.base import Samples
 from diffalign.rewards.conformance import check_reward
-from diffalign.rewards.toy import build_toy_clip, build_toy_fidelity
+from diffalign.toy.image_plugins import build_toy_clip, build_toy_fidelity
 from diffalign.toy.shapes import COLOURS, SHAPES, ShapesWorld, parse_prompt, render
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec, Samples

@@ -1,15 +1,12 @@
-"""Preference-pair sources, checks of bad rows, explicit splits, transforms and the latent cache."""
+"""Preference-pair sources, checks of bad rows, explicit splits."""
 
 import json
 
 import numpy as np
 import pytest
-import torch
-from conftest import pair_rows, png, write_parquet
 
-from diffalign.data.cache import LatentCache
 from diffalign.data.pairs import BadRow, load_pairs
-from diffalign.data.transforms import decode, pair_rng, prepare
+from tests.helpers import pair_rows, png, write_parquet
 
 
 def test_parquet_ties_drop_or_half(pairs_parquet):
@@ -91,45 +88,3 @@ def test_parquet_shards_by_split_and_folder_of_pairs(tmp_path):
         load_pairs(str(f))
     ps = load_pairs(str(f), on_bad_row="skip")
     assert len(ps) == 3 and ps.skipped == 1 and ps.caption(2) == "p2"
-
-
-def test_transforms_resize_crop_flip_and_sdxl_facts():
-    from PIL import Image
-
-    im = Image.fromarray((np.arange(20 * 30 * 3) % 251).astype(np.uint8).reshape(20, 30, 3))
-    p = prepare(im, 10)
-    assert p.pixels.shape == (3, 10, 10) and p.original_size == (20, 30) and p.crop_top_left == (0, 2)  # round(2.5) = 2, as diffusers
-    assert -1 <= p.pixels.min() and p.pixels.max() <= 1
-    f = prepare(im, 10, flip=True)
-    assert torch.equal(f.pixels, p.pixels.flip(-1)) and f.crop_top_left == (0, 3)  # 15 − 2 − 10: mirrored
-    r = prepare(im, 10, crop="random", flip=True, crop_offset=(0.0, 0.0))
-    assert r.crop_top_left == (0, 15 - 0 - 10)  # left 0 in a 15-wide image, mirrored
-    a, b = pair_rng(0, 1, 5).random(4), pair_rng(0, 1, 5).random(4)
-    assert np.array_equal(a, b) and not np.array_equal(a, pair_rng(0, 2, 5).random(4))
-    with pytest.raises(Exception):
-        decode(b"junk")
-
-
-def test_cache_resumes_an_interrupted_pass(tmp_path):
-    calls = []
-
-    def encode(positions, fail_at=None):
-        calls.append(positions[0])
-        if fail_at is not None and positions[0] >= fail_at:
-            raise KeyboardInterrupt  # a kill in the middle of the pass
-        k = len(positions)
-        return {"position": torch.tensor(positions), "chosen": torch.arange(k * 4.0).view(k, 4) + positions[0],
-                "prompt_index": torch.zeros(k, dtype=torch.long), "u_encoder_hidden_states": torch.ones(1, 2, 3)}, []
-
-    cache = LatentCache(tmp_path / "c", n_pairs=10, shard_size=4)
-    with pytest.raises(KeyboardInterrupt):
-        cache.build(lambda p: encode(p, fail_at=8), batch=2, disable=True)
-    assert cache.shard_path(0).is_file() and cache.shard_path(1).is_file() and not cache.shard_path(2).is_file()
-    assert not cache.complete and not list((tmp_path / "c").glob(".tmp-*"))
-    calls.clear()
-    cache.build(encode, batch=2, disable=True)
-    assert calls == [8] and cache.complete  # only the missing shard was encoded
-    again = LatentCache(tmp_path / "c", n_pairs=10, shard_size=4)
-    assert again.positions() == list(range(10))
-    got = again.get([9, 0], ["chosen", "u_encoder_hidden_states"])
-    assert torch.equal(got["chosen"][0], torch.arange(4.0, 8.0) + 8) and got["u_encoder_hidden_states"].shape == (2, 2, 3)

@@ -1,4 +1,5 @@
-"""The diffusion adapter of the loss core and the Diffusion-DPO method, on a tiny real U-Net."""
+"""Diffusion-DPO on a tiny real U-Net: the paper's loss, log 2 at policy = reference, shared noise,
+any kind of the core, ties, v-prediction."""
 
 import math
 
@@ -6,18 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from diffalign.data.batches import PairBatch
 from diffalign.losses import KINDS, LossParams
-from diffalign.losses.denoising import (
-    core_params,
-    denoising_target,
-    min_snr_weight,
-    noise_pairs,
-    per_sample_error,
-    snr,
-)
 from diffalign.methods import METHODS, method_class
-from diffalign.methods.base import AdapterOffDenoiser, Conditioning, Denoiser, FrozenDenoiser, PairBatch
 from diffalign.methods.diffusion_dpo import DiffusionDPO
+from diffalign.models.denoiser import AdapterOffDenoiser, Conditioning, Denoiser
 
 B = 3
 BETA = 5000.0
@@ -41,25 +35,19 @@ def parts(sd_path):
 
 def _batch(label=None):
     g = torch.Generator().manual_seed(3)
-    return PairBatch(torch.randn(B, 4, 8, 8, generator=g), torch.randn(B, 4, 8, 8, generator=g),
-                     torch.randn(B, 16, 16, generator=g), label=label)
+    chosen, rejected = torch.randn(B, 4, 8, 8, generator=g), torch.randn(B, 4, 8, 8, generator=g)
+    return PairBatch(chosen, rejected, Conditioning(torch.randn(B, 16, 16, generator=g).repeat(2, 1, 1)), label=label)
 
 
 def test_registry_and_declared_needs(parts):
     assert method_class("diffusion_dpo") is DiffusionDPO and "diffusion_dpo" in METHODS
     m = DiffusionDPO(parts.scheduler)
-    assert m.needs_reference and not (m.needs_rollouts or m.needs_reward or m.needs_inversion)
-    assert not DiffusionDPO(parts.scheduler, kinds="simpo").needs_reference  # reference-free kind
+    assert m.needs() == {"reference"} and DiffusionDPO.class_needs() == frozenset()
+    assert DiffusionDPO(parts.scheduler, kinds="simpo").needs() == frozenset()  # reference-free kind
     with pytest.raises(ValueError, match="unknown loss kind 'sigmod'.*did you mean 'sigmoid'"):
         DiffusionDPO(parts.scheduler, kinds="sigmod")
     with pytest.raises(ValueError, match="need a reference denoiser"):
         DiffusionDPO(parts.scheduler).compute_loss(_batch(), Denoiser(parts.unet), None)
-
-
-def test_beta_convention_is_one_halving():
-    p = LossParams(beta=BETA, label_smoothing=0.1)
-    q = core_params(p)
-    assert q.beta == BETA / 2 and q.label_smoothing == 0.1 and p.beta == BETA
 
 
 def test_equals_salesforce_form_on_a_tiny_unet(parts):
@@ -75,7 +63,7 @@ def test_equals_salesforce_form_on_a_tiny_unet(parts):
     noise = torch.randn(B, 4, 8, 8).repeat(2, 1, 1, 1)
     x0 = torch.cat([batch.chosen, batch.rejected])
     x_t = sch.add_noise(x0, noise, t)
-    ehs = batch.encoder_hidden_states.repeat(2, 1, 1)
+    ehs = batch.cond.encoder_hidden_states  # [2B, L, D]: the prompt of each pair twice
     with torch.no_grad():
         model_pred = unet(x_t, t, ehs).sample
         unet.disable_adapters()
@@ -132,14 +120,9 @@ def test_hinge_and_ipo_read_as_the_diffusers_script_meant(parts):
     torch.testing.assert_close(outs["ipo"].per_pair.double(), (logits - 1 / (2 * bd)) ** 2, rtol=1e-4, atol=1e-9)
 
 
-def test_noise_and_timestep_are_shared_within_each_pair(parts):
+def test_policy_and_reference_see_the_same_noisy_pair(parts):
+    """Shared noise per pair: identical images give identical noisy inputs iff (t, ε) are shared."""
     sch = parts.scheduler
-    chosen, rejected = torch.randn(B, 4, 8, 8), torch.randn(B, 4, 8, 8)
-    n = noise_pairs(sch, chosen, rejected, (0, 1000), "epsilon")
-    assert torch.equal(n.t[:B], n.t[B:]) and torch.equal(n.noise[:B], n.noise[B:])
-    assert len(set(n.t[:B].tolist())) > 1 or B == 1  # but not shared across pairs
-    assert not torch.equal(n.noise[0], n.noise[1])
-
     seen = []
 
     class Recorder(Denoiser):
@@ -150,25 +133,10 @@ def test_noise_and_timestep_are_shared_within_each_pair(parts):
     same = _batch()
     same.rejected = same.chosen.clone()  # identical images ⇒ identical noisy inputs iff (t, ε) shared
     DiffusionDPO(sch).compute_loss(same, Recorder(parts.unet), Recorder(parts.unet))
+    assert len(seen) == 2  # policy and reference
     for x_t, t in seen:
         assert torch.equal(x_t[:B], x_t[B:]) and torch.equal(t[:B], t[B:])
-
-
-def test_targets_and_errors(parts):
-    sch = parts.scheduler
-    x0, eps, t = torch.randn(4, 4, 8, 8), torch.randn(4, 4, 8, 8), torch.tensor([0, 10, 500, 999])
-    assert torch.equal(denoising_target(sch, x0, eps, t, "epsilon"), eps)
-    assert torch.equal(denoising_target(sch, x0, eps, t, "sample"), x0)
-    a = sch.alphas_cumprod[t].view(-1, 1, 1, 1)
-    torch.testing.assert_close(denoising_target(sch, x0, eps, t, "v_prediction"), a.sqrt() * eps - (1 - a).sqrt() * x0)
-    with pytest.raises(ValueError, match="prediction_type"):
-        denoising_target(sch, x0, eps, t, "flow")
-    e = per_sample_error(x0.half(), eps.half())
-    assert e.dtype == torch.float32 and e.shape == (4,)
-    torch.testing.assert_close(e, ((x0.half().float() - eps.half().float()) ** 2).mean(dim=(1, 2, 3)))
-    s = snr(sch, t)
-    torch.testing.assert_close(min_snr_weight(sch, t, 5.0, "epsilon"), torch.clamp(s, max=5) / s)
-    torch.testing.assert_close(min_snr_weight(sch, t, 5.0, "v_prediction"), torch.clamp(s, max=5) / (s + 1))
+    torch.testing.assert_close(seen[0][0], seen[1][0], rtol=0, atol=0)  # and the same inputs for both
 
 
 def test_v_prediction_and_snr_weighting_train(parts):
@@ -205,10 +173,21 @@ def test_any_kind_of_the_core_runs(parts, kind):
     assert torch.isfinite(out.loss) and out.loss.requires_grad
 
 
-def test_frozen_denoiser_casts_inputs(parts):
-    import copy
+def test_a_step_changes_the_policy_and_leaves_the_reference_unchanged(sd_path):
+    from diffalign.models.families import load_components
+    from diffalign.models.lora import add_lora
 
-    ref = copy.deepcopy(parts.unet).to(torch.bfloat16)
-    cond = Conditioning(torch.randn(2, 16, 16))
-    y = FrozenDenoiser(ref, torch.bfloat16)(torch.randn(2, 4, 8, 8), torch.tensor([5, 6]), cond)
-    assert y.dtype == torch.bfloat16 and not y.requires_grad
+    comp = load_components(sd_path)
+    add_lora(comp.unet, 4, 4, 0.0, ["to_k", "to_q", "to_v", "to_out.0"], "gaussian")
+    unet = comp.unet
+    lora = {n: p.detach().clone() for n, p in unet.named_parameters() if p.requires_grad}
+    base = {n: p.detach().clone() for n, p in unet.named_parameters() if not p.requires_grad}
+    ref = AdapterOffDenoiser(unet)
+    x = (torch.randn(2, 4, 8, 8), torch.tensor([100, 800]), Conditioning(torch.randn(2, 16, 16)))
+    ref0 = ref(*x)
+    opt = torch.optim.SGD([p for p in unet.parameters() if p.requires_grad], lr=1.0)
+    DiffusionDPO(comp.scheduler).compute_loss(_batch(), Denoiser(unet), ref).loss.backward()
+    opt.step()
+    assert all(not torch.equal(p, lora[n]) for n, p in unet.named_parameters() if "lora_B" in n)
+    assert all(torch.equal(p, base[n]) for n, p in unet.named_parameters() if not p.requires_grad)
+    assert torch.equal(ref(*x), ref0)

@@ -1,0 +1,123 @@
+"""Conditioning and denoiser wrappers: what a method calls, whatever the model family.
+
+A denoiser is ``(x_t [N, C, h, w], t [N], cond) -> prediction [N, C, h, w]``. ``Denoiser``
+wraps a ``UNet2DConditionModel`` (SD 1.5/2.x; SDXL through ``added_cond_kwargs``);
+``AdapterOffDenoiser`` is the same U-Net with its LoRA adapters disabled (no second U-Net);
+``FrozenDenoiser`` is a frozen copy, in its own dtype. References run under ``torch.no_grad``.
+
+``Conditioning`` holds every input of the U-Net besides ``x_t`` and ``t``; its methods
+(``to``, ``repeat``, ``unet_kwargs``) iterate over all its fields, so a field added for a new
+family is moved, cast and passed on everywhere without touching the wrappers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Conditioning", "Denoiser", "AdapterOffDenoiser", "FrozenDenoiser", "adapters_off"]
+
+
+@dataclass
+class Conditioning:
+    """The U-Net's conditioning of ``N`` rows (every tensor field has ``N`` rows).
+
+    Attributes:
+        encoder_hidden_states (torch.Tensor): ``[N, L, D]`` text-encoder states (SDXL: both
+            encoders' penultimate states concatenated on D).
+        text_embeds (torch.Tensor | None): ``[N, D2]`` SDXL pooled embedding of text_encoder_2.
+        time_ids (torch.Tensor | None): ``[N, 6]`` SDXL ``(orig_h, orig_w, crop_top, crop_left,
+            target_h, target_w)`` of each image.
+    """
+
+    encoder_hidden_states: torch.Tensor
+    text_embeds: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def _map(self, fn) -> "Conditioning":
+        return Conditioning(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v)
+                               for f in dataclasses.fields(self)})
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Conditioning":
+        """Every field moved to ``device`` and (floating fields) cast to ``dtype``."""
+        return self._map(lambda v: v.to(device=device, dtype=dtype if dtype is not None and v.is_floating_point() else None))
+
+    def repeat(self, n: int) -> "Conditioning":
+        """Every field's rows repeated ``n`` times (``[N, ...] -> [nN, ...]``)."""
+        return self._map(lambda v: v.repeat(n, *[1] * (v.ndim - 1)))
+
+    def rows(self, index) -> "Conditioning":
+        """The rows ``index`` of every field."""
+        return self._map(lambda v: v[index])
+
+    def unet_kwargs(self) -> dict:
+        """Keyword arguments of ``UNet2DConditionModel.forward``."""
+        added = None if self.text_embeds is None else {"text_embeds": self.text_embeds, "time_ids": self.time_ids}
+        return {"encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": added}
+
+
+class Denoiser:
+    """A U-Net as a denoiser ``(x_t, t, cond) -> prediction``.
+
+    Args:
+        unet: a ``UNet2DConditionModel`` (possibly wrapped by accelerate / DDP).
+    """
+
+    def __init__(self, unet: torch.nn.Module):
+        self.unet = unet
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.unet(x_t, t, **cond.unet_kwargs()).sample
+
+
+@contextmanager
+def adapters_off(module: torch.nn.Module):
+    """Disable the LoRA adapters of a diffusers model (``disable_adapters``) or a peft model
+    (``disable_adapter()``) inside the block, and enable them again after it."""
+    from peft import PeftModel
+
+    if isinstance(module, PeftModel):  # transformers models wrapped by get_peft_model (text trainer)
+        with module.disable_adapter():
+            yield
+        return
+    module.disable_adapters()
+    try:
+        yield
+    finally:
+        module.enable_adapters()
+
+
+class AdapterOffDenoiser(Denoiser):
+    """The policy U-Net with its LoRA adapters disabled, under ``no_grad``: the initial model.
+
+    Args:
+        unet: the (unwrapped) policy U-Net holding peft adapters.
+    """
+
+    @torch.no_grad()
+    def __call__(self, x_t, t, cond):
+        with adapters_off(self.unet):
+            return super().__call__(x_t, t, cond)
+
+
+class FrozenDenoiser(Denoiser):
+    """A frozen copy of the initial U-Net, under ``no_grad`` (optionally CPU-offloaded).
+
+    Args:
+        unet: the frozen copy. dtype (torch.dtype | None): its weights' dtype (e.g. fp16 under
+            mixed precision); ``x_t`` and every conditioning field are cast to it, since no
+            autocast wraps a copy.
+    """
+
+    def __init__(self, unet: torch.nn.Module, dtype: torch.dtype | None = None):
+        super().__init__(unet)
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def __call__(self, x_t, t, cond):
+        if self.dtype is not None and self.dtype != x_t.dtype:
+            x_t, cond = x_t.to(self.dtype), cond.to(dtype=self.dtype)
+        return super().__call__(x_t, t, cond)

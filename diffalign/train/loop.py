@@ -1,0 +1,146 @@
+"""THE training loop, shared by every trainer: accumulate, clip, step, log, checkpoint, resume.
+
+A trainer hands the loop its trained module, a source of micro-batches and a ``compute``
+function; the loop owns everything else::
+
+    loop = Loop(acc, cfg.train, model, name="diffusion_dpo", states={"loss_state": method})
+    last = loop.run(total_steps, batches=lambda start: my_batches(start),
+                    compute=lambda model, batch: (loss, metrics))
+
+* **Batches** — ``batches(start_micro)`` returns an iterator from micro-step ``start_micro`` on
+  (a resumed run starts where the checkpoint left off). Offline trainers read a dataset; an
+  online trainer samples, scores and builds its batches inside that iterator.
+* **Steps** — ``grad_accum`` micro-steps per optimiser step under ``accelerator.accumulate``;
+  gradients clipped to ``max_grad_norm`` when they sync; the schedule steps once per optimiser step.
+* **Metrics** — averaged over micro-steps (names starting with ``num_`` are summed), plus
+  ``grad_norm`` and ``lr``: on the progress bar every step, in ``metrics.jsonl`` and the trackers
+  every ``log_every`` steps and at the last step.
+* **Checkpoints** — every ``save_every`` steps (``common.save_checkpoint``: atomic, safetensors +
+  JSON): trainable weights, optimiser, schedule, RNG and the ``state_dict()`` of every object in
+  ``states`` (method state, reference strategy, …); ``resume: latest`` restores them all, so a
+  resumed run ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .common import find_checkpoint, format_metrics, load_checkpoint, make_optimizer, make_scheduler, save_checkpoint
+from .config_common import LoopConfig
+
+__all__ = ["Loop"]
+
+
+class Loop:
+    """The optimisation loop of one trained module.
+
+    Args:
+        acc: the ``accelerate.Accelerator`` (``common.make_accelerator``).
+        cfg (LoopConfig): steps, optimiser, schedule, logging, checkpoints.
+        model (torch.nn.Module): the trained module (its ``requires_grad`` parameters are optimised);
+            after ``run`` starts, ``loop.model`` is the accelerate-prepared one.
+        name (str): shown on the progress bar and given to the trackers.
+        states (dict): name → object with ``state_dict()`` / ``load_state_dict(d)`` saved in checkpoints.
+    """
+
+    def __init__(self, acc, cfg: LoopConfig, model: torch.nn.Module, name: str, states: dict | None = None):
+        self.acc, self.cfg, self.model, self.name = acc, cfg, model, name
+        self.states = states or {}
+        self.step = 0
+        self.step_times: list[float] = []  # wall clock at the start and after each optimiser step (bench)
+
+    def _resume(self, opt, sched) -> None:
+        ckpt = find_checkpoint(self.cfg.output_dir, self.cfg.resume)
+        if ckpt is None:
+            return
+        state = load_checkpoint(ckpt, self.model, opt, sched)
+        self.step = state["step"]
+        for key, obj in self.states.items():
+            if key in state:
+                obj.load_state_dict(state[key])
+        self.acc.print(f"[resume] {ckpt} (step {self.step})")
+
+    def _save(self, opt, sched) -> None:
+        model = self.acc.unwrap_model(self.model)
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        save_checkpoint(self.cfg.output_dir, self.step, trainable, opt, sched,
+                        {k: obj.state_dict() for k, obj in self.states.items()}, keep=self.cfg.keep_checkpoints)
+
+    def run(
+        self,
+        total: int,
+        batches: Callable[[int], Iterator],
+        compute: Callable[[torch.nn.Module, object], tuple[torch.Tensor, dict]],
+        until: int | None = None,
+        on_step: Callable[[int, dict], None] | None = None,
+        tracker_config: dict | None = None,
+    ) -> dict:
+        """Train to ``total`` optimiser steps (or stop after step ``until``); returns the last metrics.
+
+        Args:
+            total (int): optimiser steps of the whole run (the schedule spans them).
+            batches: ``start_micro -> iterator`` of micro-batches.
+            compute: ``(prepared model, micro-batch) -> (loss, metrics)``; metrics are scalars.
+            until (int | None): stop after this global step (time-sliced runs, tests).
+            on_step: ``on_step(step, metrics)`` after every optimiser step.
+            tracker_config (dict | None): what the trackers record about the run.
+        """
+        cfg, acc = self.cfg, self.acc
+        out = Path(cfg.output_dir)
+        opt = make_optimizer(self.model.parameters(), cfg)
+        sched = make_scheduler(opt, cfg, total)
+        self._resume(opt, sched)
+        self.model, opt = acc.prepare(self.model, opt)
+        if cfg.log_with:
+            acc.init_trackers("diffalign", config=tracker_config or {"name": self.name})
+        self.model.train()
+        bar = tqdm(total=total, initial=self.step, desc=self.name, disable=not acc.is_local_main_process)
+        source = batches(self.step * cfg.grad_accum)
+        last: dict = {}
+        log_f = None
+        if acc.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            log_f = open(out / "metrics.jsonl", "a")
+        self.step_times = [time.perf_counter()]
+        try:
+            while self.step < min(total, until or total):
+                agg: dict[str, float] = {}
+                for _ in range(cfg.grad_accum):
+                    with acc.accumulate(self.model):
+                        loss, metrics = compute(self.model, next(source))
+                        acc.backward(loss)
+                        if acc.sync_gradients:
+                            gn = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm or float("inf"))
+                            agg["grad_norm"] = float(gn)
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
+                    for k, v in metrics.items():
+                        agg[k] = agg.get(k, 0.0) + float(v) / (1 if k.startswith("num_") else cfg.grad_accum)
+                sched.step()
+                self.step += 1
+                self.step_times.append(time.perf_counter())
+                agg["lr"] = sched.get_last_lr()[0]
+                last = agg
+                bar.update(1)
+                bar.set_postfix_str(format_metrics(agg))
+                if on_step is not None:
+                    on_step(self.step, agg)
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    acc.log(agg, step=self.step)
+                    if log_f:
+                        log_f.write(json.dumps({"step": self.step, **agg}) + "\n")
+                        log_f.flush()
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < total and acc.is_main_process:
+                    self._save(opt, sched)
+        finally:
+            bar.close()
+            if log_f:
+                log_f.close()
+        acc.end_training()
+        return last

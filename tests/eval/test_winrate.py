@@ -1,0 +1,18 @@
+"""Win rates and bootstrap CIs."""
+
+import numpy as np
+import pytest
+
+from diffalign.eval.winrate import bootstrap_ci, compare
+
+
+def test_compare_counts_ties_half_and_gives_cis():
+    base = np.array([0.1, 0.5, 0.5, 0.9, np.nan])
+    tuned = np.array([0.2, 0.5, 0.4, 1.0, 0.3])
+    r = compare(base, tuned)
+    assert r["n"] == 4 and (r["wins"], r["ties"], r["losses"]) == (2, 1, 1)
+    assert r["win_rate"]["mean"] == pytest.approx((2 + 0.5) / 4)
+    assert r["gain"]["mean"] == pytest.approx(np.mean([0.1, 0.0, -0.1, 0.1]))
+    lo, hi = bootstrap_ci(np.r_[np.ones(70), np.zeros(30)])
+    assert 0.6 < lo < 0.7 < hi < 0.8  # ≈ 0.7 ± 1.96·√(0.21/100)
+    assert bootstrap_ci(np.arange(5.0)) == bootstrap_ci(np.arange(5.0))  # seeded
