@@ -108,7 +108,7 @@ class DiffusionDPO(Method):
     def load_state_dict(self, state: dict) -> None:
         self.state.load_state_dict(state)
 
-    def noised(self, batch, policy):
+    def noised(self, batch, policy, reference):
         """Step 1, the noise source: one random ``t`` and ``ε`` per pair (InPO overrides this with
         DDIM-inverted noise, one per image, ``t`` still shared)."""
         return noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type)
@@ -122,7 +122,7 @@ class DiffusionDPO(Method):
         if self.needs_reference and reference is None:
             raise ValueError(f"loss kind(s) {self.kinds!r} need a reference denoiser")
         # 1. one t and one ε per pair, repeated for w and l: x_t, t, target are [2B, ...]
-        noised = self.noised(batch, policy)
+        noised = self.noised(batch, policy, reference)
         self.distance.prepare(noised, batch.cond)  # what policy and reference share, once per batch
         weight = None
         if self.snr_gamma:

@@ -31,7 +31,7 @@ class DiffusionModelConfig:
 
     Attributes:
         path: a diffusers pipeline folder (SD 1.5/2.x or SDXL), or a hub id in the HF cache.
-        family: ``auto`` (from the folder), ``sd`` or ``sdxl``.
+        family: ``auto`` (from the folder) or a name of ``models.families.FAMILIES`` (``sd``, ``sdxl``).
         vae: another VAE (folder or cached hub id), e.g. ``madebyollin/sdxl-vae-fp16-fix``.
         vae_dtype: VAE dtype; fp32 by default (the SDXL VAE overflows in fp16).
         prediction_type: ``auto`` (the scheduler's), ``epsilon``, ``v_prediction`` or ``sample``.
@@ -40,13 +40,17 @@ class DiffusionModelConfig:
     """
 
     path: str
-    family: Literal["auto", "sd", "sdxl"] = "auto"
+    family: str = "auto"
     vae: str | None = None
     vae_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     prediction_type: Literal["auto", "epsilon", "v_prediction", "sample"] = "auto"
     lora: LoraConfig | None = None
 
     def validate(self) -> None:
+        from ..models.families import FAMILIES
+
+        if self.family != "auto" and self.family not in FAMILIES:
+            raise ValueError(f"model.family must be auto or one of {sorted(FAMILIES)}, got {self.family!r}")
         if self.lora is not None and self.lora.target_modules == LoraConfig().target_modules:
             self.lora.target_modules = list(_UNET_ATTN)  # LLM names make no sense on a U-Net
 
