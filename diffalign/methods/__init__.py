@@ -9,6 +9,7 @@ import importlib
 
 METHODS: dict[str, str] = {
     "diffusion_dpo": "diffalign.methods.diffusion_dpo:DiffusionDPO",
+    "inpo": "diffalign.methods.inpo:InPO",
 }
 
 __all__ = ["METHODS", "method_class"]
