@@ -14,16 +14,16 @@ never branch on a method's name::
 
 Besides ``compute_loss`` a method declares its **state** (``state_dict`` / ``load_state_dict``:
 what a checkpoint must hold for an exact resume, e.g. the running statistics of batch-coupled
-loss kinds) and the **modules it owns** (``modules()``: frozen networks of its own, e.g. a
+loss kinds) and the **modules it owns** (``modules()``: frozen networks of its own, e.g. NCP's
 feature encoder, which the trainer moves to the device and the compute dtype).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-__all__ = ["MethodConfig", "DenoisingConfig", "MethodOutput", "Method", "NEEDS"]
+__all__ = ["MethodConfig", "SpaceConfig", "DenoisingConfig", "MethodOutput", "Method", "NEEDS"]
 
 #: What a method can declare; a trainer lists the ones it serves and refuses the others.
 NEEDS = {
@@ -56,6 +56,35 @@ class MethodConfig:
 
 
 @dataclass
+class SpaceConfig:
+    """Where the denoising error is measured (``losses/perceptual.py``).
+
+    ``latent`` is Diffusion-DPO's ``‖target − prediction‖²``. ``unet`` measures the distance in
+    the feature space of a frozen U-Net encoder: noise-conditioned perception (NCP, Gambashidze
+    et al., arXiv 2406.17636).
+
+    Attributes:
+        kind: ``latent`` or ``unet``.
+        level: ``down`` (output of the last down block; the NCP SDXL scripts), ``mid`` (after the
+            mid block; the NCP SD1.5 scripts) or ``multi`` (conv_in, every down block and the mid
+            block, pooled to the bottleneck size, each channel normalised, concatenated).
+        target: what is encoded. ``t-1`` (NCP's default): one DDPM posterior step from ``x_t``
+            with the predicted and with the true noise (shared posterior noise), encoded at
+            ``t − 1``; ``uniform``: predicted and true ``x_0`` re-noised at a random ``t'`` with
+            shared noise, encoded at ``t'``; ``x0``: predicted and true ``x_0`` encoded at 0;
+            ``direct``: the prediction and the target themselves, encoded at ``t`` (with an
+            identity encoder this is latent-space Diffusion-DPO exactly).
+
+    The encoder is a frozen copy of the initial U-Net (NCP's ``deepcopy(unet)`` before LoRA),
+    owned by the method (``Method.modules``): one more U-Net in memory, no gradient to its weights.
+    """
+
+    kind: Literal["latent", "unet"] = "latent"
+    level: Literal["down", "mid", "multi"] = "mid"
+    target: Literal["t-1", "uniform", "x0", "direct"] = "t-1"
+
+
+@dataclass
 class DenoisingConfig(MethodConfig):
     """Fields every denoising method shares (``losses/denoising.py``).
 
@@ -63,11 +92,14 @@ class DenoisingConfig(MethodConfig):
         t_min / t_max: timesteps drawn uniformly from ``[t_min, t_max)`` (paper: [0, 1000)); t_max
             may not exceed the scheduler's ``num_train_timesteps``.
         snr_gamma: Min-SNR-γ weighting of the errors (null: none, as the paper).
+        space: where the error is measured (``SpaceConfig``; default latent space; ``{kind: unet}``
+            is NCP).
     """
 
     t_min: int = 0
     t_max: int = 1000
     snr_gamma: float | None = None
+    space: SpaceConfig = field(default_factory=SpaceConfig)
 
     def validate(self) -> None:
         if not 0 <= self.t_min < self.t_max:

@@ -15,6 +15,11 @@ arXiv 2404.04465), ``{sigmoid: 1, nll: λ}`` adds an SFT term on the chosen imag
 
 Ties kept in the data (``label = 0.5``) count half in each direction:
 ``0.5·ℓ(w ≻ l) + 0.5·ℓ(l ≻ w)``.
+
+``method.space: {kind: unet, ...}`` measures the error in the feature space of a frozen U-Net
+encoder instead of latent space: NCP (Gambashidze et al., arXiv 2406.17636;
+``losses/perceptual.py``) — NCP-DPO with ``sigmoid``, its CPO with a reference-free kind
+(``cpo``, ``simpo``), its SFT with ``nll``. Every method built on this class (InPO, …) has it.
 """
 
 from __future__ import annotations
@@ -25,15 +30,28 @@ from dataclasses import dataclass
 
 from ..losses import LossParams, LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
 from ..losses.denoising import PREDICTION_TYPES, LatentDistance, core_params, min_snr_weight, noise_pairs, pair_scores
-from .base import DenoisingConfig, Method, MethodOutput
+from .base import DenoisingConfig, Method, MethodOutput, SpaceConfig
 
-__all__ = ["DiffusionDPO", "DiffusionDPOConfig"]
+__all__ = ["DiffusionDPO", "DiffusionDPOConfig", "make_distance"]
 
 
 @dataclass
 class DiffusionDPOConfig(DenoisingConfig):
     """``method: diffusion_dpo`` — the shared denoising fields (``DenoisingConfig``: ``t_min``,
-    ``t_max``, ``snr_gamma``); the paper draws t from [0, 1000) with no weighting."""
+    ``t_max``, ``snr_gamma``, ``space``); the paper draws t from [0, 1000) with no weighting, in
+    latent space."""
+
+
+def make_distance(space: SpaceConfig, components):
+    """The distance of a ``space:`` section: latent ε-MSE, or NCP's U-Net feature distance with a
+    frozen copy of the initial U-Net as encoder (``models/features.py``)."""
+    if space.kind == "latent":
+        return LatentDistance()
+    from ..losses.perceptual import PerceptualDistance
+    from ..models.features import UNetFeatures
+
+    return PerceptualDistance(UNetFeatures(components.unet, space.level), components.scheduler,
+                              components.prediction_type, space.target, normalize=space.level == "multi")
 
 
 def _swap(b: PreferenceBatch) -> PreferenceBatch:
@@ -100,7 +118,12 @@ class DiffusionDPO(Method):
         if cfg.t_max > n:
             raise ValueError(f"method.t_max {cfg.t_max} exceeds the scheduler's {n} training timesteps")
         return cls(components.scheduler, components.prediction_type, loss.kinds, loss.params(), (cfg.t_min, cfg.t_max),
-                   cfg.snr_gamma, **kwargs)
+                   cfg.snr_gamma, make_distance(cfg.space, components), **kwargs)
+
+    def modules(self) -> dict:
+        """NCP's frozen feature encoder when the error is measured in U-Net feature space."""
+        features = getattr(self.distance, "features", None)
+        return {} if features is None else {"feature_encoder": features}
 
     def state_dict(self) -> dict:
         return self.state.state_dict()
