@@ -25,15 +25,10 @@ def one_thread():
 
 
 def write_clip_vocab(d):
-    """Byte-level CLIP vocab/merges (reference/environment.md §9)."""
-    bs = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    chars = [chr(c) for c in cs]
+    """Byte-level CLIP vocab/merges files (reference/environment.md §9)."""
+    from diffalign.rewards._tokenizers import byte_level_chars
+
+    chars = byte_level_chars()
     toks = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     d.mkdir(parents=True, exist_ok=True)
     (d / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}))

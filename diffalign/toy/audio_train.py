@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from diffalign.losses.denoising import min_snr_weight
+from diffalign.rewards._tokenizers import byte_level_chars
 from diffalign.toy.audio_world import HOP, N_MELS, TonesWorld, log_mel, toy_words
 
 # AudioLDM's training noise schedule (scaled-linear betas 0.0015..0.0195)
@@ -36,18 +37,6 @@ MEL_FRAMES = 64  # frames per 1.024 s clip
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
-def _byte_chars() -> list[str]:
-    """The GPT-2 byte-level alphabet: 256 printable characters, one per byte."""
-    bs = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
     """Greedy BPE on ``Ġword`` symbols until each is one token (ties broken alphabetically)."""
     seqs = {w: list("Ġ" + w) for w in sorted(set(words))}
@@ -83,7 +72,7 @@ def build_tokenizer(folder: str | Path, model_max_length: int = 16):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     merges = _learn_merges(toy_words())
-    toks = ["<s>", "<pad>", "</s>", "<unk>", *_byte_chars(), *("".join(m) for m in merges), "<mask>"]
+    toks = ["<s>", "<pad>", "</s>", "<unk>", *byte_level_chars(), *("".join(m) for m in merges), "<mask>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}, ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     tok = RobertaTokenizer.from_pretrained(folder, model_max_length=model_max_length)
