@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from diffalign.eval import generate, read_prompts, winrate
     from diffalign.rewards import Samples, load
     from diffalign.sampling.pipeline import sample
-    from diffalign.toy.image_reward import score_fidelity
+    from diffalign.toy.image.scorer import score_fidelity
     from diffalign.train import load_config
     from diffalign.train.offline import DiffusionTrainer
 

@@ -55,11 +55,11 @@ def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_threads()
     if args.world == "audio":
-        from diffalign.toy.audio_build import DEFAULT_OUT as AUDIO_OUT, build_audio_world
+        from diffalign.toy.audio.build import DEFAULT_OUT as AUDIO_OUT, build_audio_world
 
         build_audio_world(args.out or AUDIO_OUT, seed=args.seed, quick=args.quick, threads=args.threads)
         return 0
-    from diffalign.toy.build_image import DEFAULT_OUT, ImageBuildConfig, build_image_world
+    from diffalign.toy.image.build import DEFAULT_OUT, ImageBuildConfig, build_image_world
 
     cfg = ImageBuildConfig.quick(args.seed) if args.quick else ImageBuildConfig(seed=args.seed)
     cfg.threads = args.threads
@@ -71,12 +71,12 @@ def _report(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_threads()
     if args.world == "audio":
-        from diffalign.toy.audio_report import report_audio
+        from diffalign.toy.audio.report import report_audio
 
         report_audio(n=args.n, out_dir=args.out or Path("toy_report") / "audio", asset_dir=args.assets,
                      seed=args.seed, threads=args.threads)
         return 0
-    from diffalign.toy.report import run_image_report
+    from diffalign.toy.image.report import run_image_report
 
     run_image_report(n=args.n, out=args.out or Path("toy_report") / "image", asset_dir=args.assets,
                      seed=args.seed, threads=args.threads)

@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture(scope="session")
 def image_assets():
     """Folder of the committed shapes-world assets (assets/toy/image)."""
-    from diffalign.toy.image_assets import image_asset_dir
+    from diffalign.toy.image.assets import image_asset_dir
 
     return image_asset_dir()
 
@@ -14,7 +14,7 @@ def image_assets():
 @pytest.fixture(scope="session")
 def toy_pipeline(image_assets):
     """The committed toy StableDiffusionPipeline, loaded with plain diffusers."""
-    from diffalign.toy.image_assets import load_pipeline
+    from diffalign.toy.image.assets import load_pipeline
 
     return load_pipeline(image_assets)
 
@@ -22,7 +22,7 @@ def toy_pipeline(image_assets):
 @pytest.fixture(scope="session")
 def toy_clip(image_assets):
     """(model, tokenizer) of the committed toy_clip, loaded through open_clip's local-dir route."""
-    from diffalign.toy.toy_clip import load_toy_clip
+    from diffalign.toy.image.clip import load_toy_clip
 
     return load_toy_clip(image_assets / "toy_clip")
 

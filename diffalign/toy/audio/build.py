@@ -17,7 +17,7 @@ Stages (wall time of each goes to build_info.json):
 The build writes into ``<out>.partial`` and replaces ``<out>`` only when every stage succeeded.
 
 Example:
-    python -m diffalign.toy.audio_build --out /tmp/toy_audio --quick
+    python -m diffalign.toy.audio.build --out /tmp/toy_audio --quick
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffalign.toy.assets import folder_sizes
-from diffalign.toy.audio_assets import SAMPLING
-from diffalign.toy.audio_train import UNetConfig, VAEConfig, VocoderConfig
+from diffalign.toy.common import folder_sizes
+from diffalign.toy.audio.assets import SAMPLING
+from diffalign.toy.audio.pretrain import UNetConfig, VAEConfig, VocoderConfig
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "toy" / "audio"
+DEFAULT_OUT = Path(__file__).resolve().parents[3] / "assets" / "toy" / "audio"
 
 
 @dataclass
@@ -96,7 +96,7 @@ class AudioBuildConfig:
 
 def _per_band(correct, prompts: list[str]) -> dict:
     """Accuracy overall and per band of a ``[N]`` bool tensor."""
-    from diffalign.toy.audio_world import BANDS, parse_prompt
+    from diffalign.toy.audio.world import BANDS, parse_prompt
 
     bands = [parse_prompt(p).band for p in prompts]
     out = {"all": float(correct.float().mean())}
@@ -128,7 +128,7 @@ def _readme(info: dict) -> str:
         f"{m['base_fidelity_at_build']['band_accuracy']['all']:.1%} (`diffalign toy report audio` gives CIs).",
         f"Preference pairs: {m['prefs']['pairs']} on training prompts ({m['prefs']['ties']} ties).",
         "",
-        "Layout: see `diffalign/toy/audio_assets.py`. Load: `AudioLDMPipeline.from_pretrained(\"<this>/pipeline\")`.",
+        "Layout: see `diffalign/toy/audio/assets.py`. Load: `AudioLDMPipeline.from_pretrained(\"<this>/pipeline\")`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -139,9 +139,9 @@ def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, s
     import pyarrow as pa
     import torch
 
-    from diffalign.toy.audio_assets import decode_audio, flac_bytes, load_pipeline, sample_audio, write_parquet_shards
-    from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel, score_pitch
-    from diffalign.toy.audio_world import parse_prompt
+    from diffalign.toy.audio.assets import decode_audio, flac_bytes, load_pipeline, sample_audio, write_parquet_shards
+    from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel, score_pitch
+    from diffalign.toy.audio.world import parse_prompt
 
     # 6. quick base fidelity on held-out prompts (reloaded from disk, as users will)
     t0 = time.time()
@@ -202,9 +202,9 @@ def _train_vae_vocoder(cfg: AudioBuildConfig, mels, waves, check_mels, check_wav
     """Stages 2-3: VAE, then vocoder, with their held-out checks. Returns ``(vae, vocoder)``."""
     import torch
 
-    from diffalign.toy import audio_train as at
-    from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel, score_pitch
-    from diffalign.toy.audio_world import parse_prompt
+    from diffalign.toy.audio import pretrain as at
+    from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel, score_pitch
+    from diffalign.toy.audio.world import parse_prompt
 
     # 2. VAE
     t0 = time.time()
@@ -263,9 +263,9 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     import torch
 
     from diffalign.rewards.distribution import ReferenceStats
-    from diffalign.toy import audio_train as at
-    from diffalign.toy.audio_reward import EmbeddingStats, embed_audio
-    from diffalign.toy.audio_world import TonesWorld
+    from diffalign.toy.audio import pretrain as at
+    from diffalign.toy.audio.scorer import EmbeddingStats, embed_audio
+    from diffalign.toy.audio.world import TonesWorld
 
     torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
@@ -378,7 +378,7 @@ def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | Non
     """
     import torch
 
-    from diffalign.toy.audio_world import TonesWorld
+    from diffalign.toy.audio.world import TonesWorld
 
     torch.set_num_threads(threads)
     out = Path(out_dir)
@@ -407,7 +407,7 @@ def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m diffalign.toy.audio_build [--out DIR] [--seed N] [--quick] [--threads N]``."""
+    """``python -m diffalign.toy.audio.build [--out DIR] [--seed N] [--quick] [--threads N]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=0)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from diffalign.toy.audio_world import BAND_WORDS, BANDS, SAMPLE_RATE, log_mel
+from diffalign.toy.audio.world import BAND_WORDS, BANDS, SAMPLE_RATE, log_mel
 
 BAND_NAMES = list(BANDS)
 _CENTRES = torch.tensor([0.5 * math.log2(lo * hi) for lo, hi in BANDS.values()], dtype=torch.float64)  # [3] log2 Hz
@@ -140,7 +140,7 @@ def band_from_mel(mel: torch.Tensor) -> torch.Tensor:
     of the largest one is taken as the fundamental. This reads the UNet + VAE output before the
     vocoder, so that a pipeline's errors can be split between the two.
     """
-    from diffalign.toy.audio_world import mel_bin_centres
+    from diffalign.toy.audio.world import mel_bin_centres
 
     if mel.ndim == 4:
         mel = mel[:, 0]

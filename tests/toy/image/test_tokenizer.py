@@ -2,7 +2,7 @@
 
 from transformers import CLIPTokenizer
 
-from diffalign.toy.tokenizer import build_tokenizer, toy_words
+from diffalign.toy.image.tokenizer import build_tokenizer, toy_words
 
 
 def test_each_toy_word_is_one_token_and_reloads(tmp_path):

@@ -6,8 +6,8 @@ import torch
 
 from diffalign.rewards.base import Samples
 from diffalign.rewards.conformance import check_reward
-from diffalign.toy.image_plugins import build_toy_clip, build_toy_fidelity
-from diffalign.toy.shapes import COLOURS, SHAPES, ShapesWorld, parse_prompt, render
+from diffalign.toy.image.rewards import build_toy_clip, build_toy_fidelity
+from diffalign.toy.image.world import COLOURS, SHAPES, ShapesWorld, parse_prompt, render
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from diffalign.losses.denoising import min_snr_weight
 from diffalign.rewards._tokenizers import byte_level_chars
-from diffalign.toy.audio_world import HOP, N_MELS, TonesWorld, log_mel, toy_words
+from diffalign.toy.audio.world import HOP, N_MELS, TonesWorld, log_mel, toy_words
 
 # AudioLDM's training noise schedule (scaled-linear betas 0.0015..0.0195)
 NOISE_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear"}
@@ -369,7 +369,7 @@ def pretrain_text_encoder(text_encoder, tokenizer, prompts: list[str], steps: in
     Returns:
         dict: final loss, attribute accuracy on all prompts, wall time.
     """
-    from diffalign.toy.audio_world import BANDS, LOUDNESS, TIMBRES, parse_prompt
+    from diffalign.toy.audio.world import BANDS, LOUDNESS, TIMBRES, parse_prompt
 
     parsed = [parse_prompt(p) for p in prompts]
     labels = torch.tensor([[list(BANDS).index(p.band), list(TIMBRES).index(p.timbre),

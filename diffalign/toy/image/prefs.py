@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from diffalign.sampling.pipeline import sample
-from diffalign.toy.image_reward import score_fidelity
-from diffalign.toy.shapes import ShapesWorld, parse_prompt, render, to_uint8
+from diffalign.toy.image.scorer import score_fidelity
+from diffalign.toy.image.world import ShapesWorld, parse_prompt, render, to_uint8
 
 PREF_COLUMNS = ["caption", "jpg_0", "jpg_1", "label_0"]
 

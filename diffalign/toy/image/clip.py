@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES, Prompt, ShapesWorld, render
+from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Prompt, ShapesWorld, render
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffalign.toy.audio_world import CLIP_SAMPLES
+from diffalign.toy.audio.world import CLIP_SAMPLES
 
 
 @pytest.fixture(scope="module")
 def audio_quick_build(tmp_path_factory):
     """A ``--quick`` audio build (every stage, tiny sizes): what ``diffalign toy build audio --quick`` runs."""
-    from diffalign.toy.audio_build import build_audio_world
+    from diffalign.toy.audio.build import build_audio_world
 
     out = tmp_path_factory.mktemp("toy_audio") / "audio"
     build_audio_world(out, seed=0, quick=True, threads=1)
@@ -45,7 +45,7 @@ def test_quick_pipeline_loads_offline_with_plain_diffusers(audio_quick_build):
 
 
 def test_quick_report_runs(audio_quick_build, tmp_path, capsys):
-    from diffalign.toy.audio_report import report_audio
+    from diffalign.toy.audio.report import report_audio
 
     report_audio(n=6, out_dir=tmp_path, asset_dir=audio_quick_build, threads=1)
     text = capsys.readouterr().out
@@ -57,7 +57,7 @@ def test_quick_report_runs(audio_quick_build, tmp_path, capsys):
 
 def test_quick_reuse_and_resample(audio_quick_build, tmp_path):
     """A build may take VAE + vocoder from an identical-config build; stages 6-8 may be re-run alone."""
-    from diffalign.toy.audio_build import AudioBuildConfig, build_audio_world, resample_audio_world
+    from diffalign.toy.audio.build import AudioBuildConfig, build_audio_world, resample_audio_world
 
     info = build_audio_world(tmp_path / "audio", cfg=AudioBuildConfig.quick(0), threads=1, reuse=audio_quick_build)
     assert info["reused_stages"]["stages"] == ["vae", "vocoder"]

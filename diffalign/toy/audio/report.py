@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffalign.toy.report import mean_ci  # noqa: F401  (one CI helper for both toy reports)
+from diffalign.toy.image.report import mean_ci  # noqa: F401  (one CI helper for both toy reports)
 
 GRID_F_LO, GRID_F_HI, GRID_ROWS = 60.0, 4000.0, 96
 
@@ -48,8 +48,8 @@ def save_spectrogram_grid(waves, captions: list[str], ok: list[bool], path: str 
     """Writes a captioned grid of spectrograms of ``[N, T]`` 16 kHz clips as PNG."""
     from PIL import Image, ImageDraw
 
-    from diffalign.toy.audio_world import BAND_WORDS as _BW
-    from diffalign.toy.audio_world import BANDS
+    from diffalign.toy.audio.world import BAND_WORDS as _BW
+    from diffalign.toy.audio.world import BANDS
 
     BAND_WORDS = {w for ws in _BW.values() for w in ws}
     waves = np.asarray(waves)
@@ -97,10 +97,10 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     import torch
 
     from diffalign.rewards.base import Samples
-    from diffalign.toy.audio_plugins import build_toy_audio_fad, build_toy_audio_vendi
-    from diffalign.toy.audio_assets import audio_asset_dir, load_pipeline, sample_audio, sampling_defaults
-    from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel, score_pitch
-    from diffalign.toy.audio_world import BANDS, TonesWorld, log_mel, parse_prompt
+    from diffalign.toy.audio.rewards import build_toy_audio_fad, build_toy_audio_vendi
+    from diffalign.toy.audio.assets import audio_asset_dir, load_pipeline, sample_audio, sampling_defaults
+    from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel, score_pitch
+    from diffalign.toy.audio.world import BANDS, TonesWorld, log_mel, parse_prompt
 
     torch.set_num_threads(threads)
     asset_dir = Path(asset_dir) if asset_dir is not None else audio_asset_dir()

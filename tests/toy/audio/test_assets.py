@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffalign.toy.audio_world import CLIP_SAMPLES, TonesWorld
+from diffalign.toy.audio.world import CLIP_SAMPLES, TonesWorld
 
 
 @pytest.fixture(scope="module")
 def audio_assets():
     """The committed tones-world assets (assets/toy/audio)."""
-    from diffalign.toy.audio_assets import audio_asset_dir
+    from diffalign.toy.audio.assets import audio_asset_dir
 
     return audio_asset_dir()
 
@@ -47,7 +47,7 @@ def test_committed_build_info_meets_the_budget(audio_assets):
 
 
 def test_committed_preference_pairs(audio_assets):
-    from diffalign.toy.audio_assets import decode_audio, read_parquet
+    from diffalign.toy.audio.assets import decode_audio, read_parquet
 
     table = read_parquet(audio_assets / "prefs_train-*.parquet")
     assert table.num_rows >= 500
@@ -63,8 +63,8 @@ def test_committed_preference_pairs(audio_assets):
 
 
 def test_committed_exemplars_are_ground_truth(audio_assets):
-    from diffalign.toy.audio_assets import decode_audio, read_parquet
-    from diffalign.toy.audio_reward import score_pitch
+    from diffalign.toy.audio.assets import decode_audio, read_parquet
+    from diffalign.toy.audio.scorer import score_pitch
 
     table = read_parquet(audio_assets / "exemplars.parquet")
     assert set(table["caption"].to_pylist()) == set(TonesWorld().train_prompts)
@@ -74,7 +74,7 @@ def test_committed_exemplars_are_ground_truth(audio_assets):
 
 
 def test_committed_report_runs_on_a_few_prompts(audio_assets, tmp_path):
-    from diffalign.toy.audio_report import report_audio
+    from diffalign.toy.audio.report import report_audio
 
     report = report_audio(n=6, out_dir=tmp_path, asset_dir=audio_assets, threads=1, grid_size=6, wavs=0)
     assert report["rows"]["ground_truth"]["band_accuracy"]["mean"] == 1.0

@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from diffalign.toy.image_reward import score_fidelity
-from diffalign.toy.prefs import PREF_COLUMNS, decode_images
-from diffalign.toy.shapes import COLOURS, SHAPES, ShapesWorld, parse_prompt, render
-from diffalign.toy.toy_clip import clip_scores
+from diffalign.toy.image.scorer import score_fidelity
+from diffalign.toy.image.prefs import PREF_COLUMNS, decode_images
+from diffalign.toy.image.world import COLOURS, SHAPES, ShapesWorld, parse_prompt, render
+from diffalign.toy.image.clip import clip_scores
 
 MB = 1_000_000
 
@@ -95,7 +95,7 @@ def test_toy_clip_scores_ground_truth_and_mismatches(toy_clip, renders):
     # zero-shot: the true colour×shape is the top caption among all 18
     names = [f"a {c} {s}" for c in COLOURS for s in SHAPES]
     txt = torch.nn.functional.normalize(model.encode_text(tok(names)), dim=-1)
-    from diffalign.toy.toy_clip import normalise
+    from diffalign.toy.image.clip import normalise
 
     with torch.no_grad():
         img = torch.nn.functional.normalize(model.encode_image(normalise(images, model)), dim=-1)

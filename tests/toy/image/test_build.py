@@ -6,7 +6,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-from diffalign.toy.prefs import PREF_COLUMNS
+from diffalign.toy.image.prefs import PREF_COLUMNS
 
 
 def test_commands_import_without_torch():
@@ -30,7 +30,7 @@ def test_quick_build_writes_every_asset(quick_build):
 def test_quick_build_loads_with_plain_libraries(quick_build):
     from diffusers import StableDiffusionPipeline
 
-    from diffalign.toy.toy_clip import clip_scores, load_toy_clip
+    from diffalign.toy.image.clip import clip_scores, load_toy_clip
 
     pipe = StableDiffusionPipeline.from_pretrained(quick_build / "pipeline")
     pipe.set_progress_bar_config(disable=True)

@@ -4,7 +4,7 @@ Prompts ask for a reply to a short statement; the chosen reply is kind and on to
 rejected one is curt or rude. Train and held-out sets use disjoint topics, so held-out reward
 accuracy measures generalisation, not memorisation. Regenerate with::
 
-    python -m diffalign.toy.text assets/text
+    python -m diffalign.toy.text.world assets/text
 """
 
 from __future__ import annotations

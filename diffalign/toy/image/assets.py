@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffalign.toy.assets import asset_dir as _asset_dir, read_json  # noqa: F401  (read_json: re-exported)
-from diffalign.toy.assets import sampling_defaults as _recorded_sampling
+from diffalign.toy.common import asset_dir as _asset_dir, read_json  # noqa: F401  (read_json: re-exported)
+from diffalign.toy.common import sampling_defaults as _recorded_sampling
 
 # Default sampling of the toy pipeline; the build writes it into build_info.json["sampling"].
 SAMPLING = {"guidance_scale": 3.0, "num_inference_steps": 25, "scheduler": "DDIMScheduler", "eta": 0.0}
 
 
 def image_asset_dir() -> Path:
-    """The committed image assets (``diffalign.toy.assets.asset_dir``)."""
+    """The committed image assets (``diffalign.toy.common.asset_dir``)."""
     return _asset_dir("image")
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffalign.toy.image_reward import score_fidelity
-from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, ShapesWorld, parse_prompt, render
+from diffalign.toy.image.scorer import score_fidelity
+from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, ShapesWorld, parse_prompt, render
 
 
 @pytest.fixture(scope="module")

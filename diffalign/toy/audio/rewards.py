@@ -3,7 +3,7 @@
 Four entry points:
 
 * ``toy_pitch`` (instance, not differentiable): graded pitch-band agreement of a clip with its
-  prompt (:func:`diffalign.toy.audio_reward.score_pitch`); ``details["correct"]`` is the binary
+  prompt (:func:`diffalign.toy.audio.scorer.score_pitch`); ``details["correct"]`` is the binary
   band accuracy, ``details["f0"]`` the detected fundamental. A prompt that names no band (no
   low/deep/mid/medium/high/shrill) scores 0.
 * ``toy_audio_embed`` (instance_to_set, differentiable): the toy audio embedding (per-band log-mel
@@ -39,12 +39,12 @@ EMBED_SPEC = RewardSpec("toy_audio_embed", "audio", scope="instance_to_set", nee
 
 
 class ToyPitch(Reward):
-    """Graded pitch-band fidelity in [0, 1] (see :mod:`diffalign.toy.audio_reward`)."""
+    """Graded pitch-band fidelity in [0, 1] (see :mod:`diffalign.toy.audio.scorer`)."""
 
     spec = PITCH_SPEC
 
     def score(self, samples: Samples) -> RewardResult:
-        from diffalign.toy.audio_reward import score_pitch
+        from diffalign.toy.audio.scorer import score_pitch
 
         out = score_pitch(samples.data.mean(dim=1), list(samples.prompts), samples.sample_rate)
         details = {k: out[k].float() for k in ("correct", "f0", "clarity", "p_target", "has_band")}
@@ -58,7 +58,7 @@ def _asset_folder(weights: Any) -> Path | None:
         if not (folder / "embedder.safetensors").is_file():
             raise FileNotFoundError(f"{folder}: no embedder.safetensors (a toy audio asset folder is expected)")
         return folder
-    from diffalign.toy.audio_assets import audio_asset_dir
+    from diffalign.toy.audio.assets import audio_asset_dir
 
     try:
         return audio_asset_dir()
@@ -68,8 +68,8 @@ def _asset_folder(weights: Any) -> Path | None:
 
 def _fitted_stats(n: int = 256, seed: int = 0):
     """Embedding and reference statistics fitted on ``n`` seeded renders of training prompts."""
-    from diffalign.toy.audio_reward import EmbeddingStats, embed_audio
-    from diffalign.toy.audio_world import TonesWorld
+    from diffalign.toy.audio.scorer import EmbeddingStats, embed_audio
+    from diffalign.toy.audio.world import TonesWorld
 
     world = TonesWorld()
     wave, _ = world.render_prompts(world.sample_training_prompts(n, seed), seed + 1)
@@ -92,7 +92,7 @@ class ToyAudioEmbed(Reward):
 
     def __init__(self, folder: str | Path | None = None) -> None:
         super().__init__()
-        from diffalign.toy.audio_reward import EmbeddingStats
+        from diffalign.toy.audio.scorer import EmbeddingStats
 
         if folder is not None:
             stats = EmbeddingStats.load(Path(folder) / "embedder.safetensors")
@@ -108,19 +108,19 @@ class ToyAudioEmbed(Reward):
         self.register_buffer("ref_precision", torch.linalg.inv(cov))
 
     def _stats(self):
-        from diffalign.toy.audio_reward import EmbeddingStats
+        from diffalign.toy.audio.scorer import EmbeddingStats
 
         return EmbeddingStats(self.feat_mean, self.feat_std)
 
     def embed(self, samples: Samples) -> torch.Tensor:
         """Clip embeddings ``[B, 64]``."""
-        from diffalign.toy.audio_reward import embed_audio
+        from diffalign.toy.audio.scorer import embed_audio
 
         return embed_audio(samples.data.float().mean(dim=1), self._stats())
 
     def embed_frames(self, samples: Samples) -> torch.Tensor:
         """Window embeddings ``[B, W, 64]`` (0.26 s windows, hop 0.13 s)."""
-        from diffalign.toy.audio_reward import embed_audio_frames
+        from diffalign.toy.audio.scorer import embed_audio_frames
 
         return embed_audio_frames(samples.data.float().mean(dim=1), self._stats())
 

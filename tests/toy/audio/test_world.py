@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffalign.toy.audio_world import (
+from diffalign.toy.audio.world import (
     BAND_WORDS,
     BANDS,
     CLIP_SAMPLES,
@@ -72,8 +72,8 @@ def test_renderer_follows_the_spec(rendered):
 def test_tokenizer_one_token_per_word(tmp_path, world):
     from transformers import RobertaTokenizer
 
-    from diffalign.toy.audio_train import build_tokenizer
-    from diffalign.toy.audio_world import toy_words
+    from diffalign.toy.audio.pretrain import build_tokenizer
+    from diffalign.toy.audio.world import toy_words
 
     tok = build_tokenizer(tmp_path / "tok", model_max_length=16)
     assert len(tok) > 5 and tok.model_max_length == 16
@@ -86,7 +86,7 @@ def test_tokenizer_one_token_per_word(tmp_path, world):
 
 
 def test_toy_pitch_scores_ground_truth_and_rejects_mismatches(rendered):
-    from diffalign.toy.audio_reward import score_pitch
+    from diffalign.toy.audio.scorer import score_pitch
 
     wave, prompts, specs = rendered
     own = score_pitch(wave, prompts)
@@ -108,7 +108,7 @@ def test_toy_pitch_scores_ground_truth_and_rejects_mismatches(rendered):
 
 
 def test_band_from_mel_reads_ground_truth(rendered):
-    from diffalign.toy.audio_reward import BAND_NAMES, band_from_mel
+    from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel
 
     wave, prompts, specs = rendered
     target = torch.tensor([BAND_NAMES.index(s.band) for s in specs])

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from diffalign.toy.assets import asset_dir as _asset_dir, read_json  # noqa: F401  (read_json: re-exported)
-from diffalign.toy.assets import sampling_defaults as _recorded_sampling
+from diffalign.toy.common import asset_dir as _asset_dir, read_json  # noqa: F401  (read_json: re-exported)
+from diffalign.toy.common import sampling_defaults as _recorded_sampling
 
 # Default sampling of the toy pipeline; the build writes it into build_info.json["sampling"].
 SAMPLING = {"guidance_scale": 2.5, "num_inference_steps": 25, "scheduler": "DDIMScheduler", "eta": 0.0}
 
 
 def audio_asset_dir() -> Path:
-    """The committed audio assets (``diffalign.toy.assets.asset_dir``)."""
+    """The committed audio assets (``diffalign.toy.common.asset_dir``)."""
     return _asset_dir("audio")
 
 

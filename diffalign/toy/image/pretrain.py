@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffalign.losses.denoising import min_snr_weight
-from diffalign.toy.shapes import ShapesWorld, render
+from diffalign.toy.image.world import ShapesWorld, render
 
 NOISE_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from diffalign.toy.report import mean_ci
+from diffalign.toy.image.report import mean_ci
 
 
 def test_mean_ci():

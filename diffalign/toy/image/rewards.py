@@ -1,7 +1,7 @@
 """Rewards of the toy image world "shapes": `toy_fidelity` (programmatic) and `toy_clip` (learned).
 
 - `toy_fidelity`: graded colour and shape agreement with the prompt in [0, 1]
-  (`diffalign.toy.image_reward.score_fidelity`); `details` carry the colour and shape parts and
+  (`diffalign.toy.image.scorer.score_fidelity`); `details` carry the colour and shape parts and
   the binary `joint` accuracy. Prompts outside the grammar are read leniently: a colour or shape the
   prompt does not name scores 0. Images of any size are resized to the world's 32×32.
 - `toy_clip`: CLIP score (cosine of normalised embeddings) under the tiny open_clip model shipped in
@@ -36,7 +36,7 @@ class ToyFidelity(Reward):
     spec = RewardSpec("toy_fidelity", "image", needs_prompt=True, differentiable=False)
 
     def score(self, samples: Samples) -> RewardResult:
-        from diffalign.toy.image_reward import score_fidelity
+        from diffalign.toy.image.scorer import score_fidelity
 
         x = samples.data.detach().float().clamp(0, 1)  # [B, 3, H, W]
         if tuple(x.shape[-2:]) != (RESOLUTION, RESOLUTION):
@@ -70,7 +70,7 @@ def build_toy_clip(weights: Any = None, scale: float = 1.0, clamp_min: float | N
     import open_clip
 
     from diffalign.rewards.image.clip_score import ClipScore
-    from diffalign.toy.image_assets import image_asset_dir
+    from diffalign.toy.image.assets import image_asset_dir
 
     folder = Path(weights) if weights is not None else image_asset_dir() / "toy_clip"
     if not (folder / "open_clip_config.json").is_file():

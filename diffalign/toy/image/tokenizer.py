@@ -85,7 +85,7 @@ def write_vocab(folder: str | Path, words: list[str]) -> Path:
 
 def toy_words() -> list[str]:
     """Every word of the shapes grammar."""
-    from diffalign.toy.shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES
+    from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, SIZES
 
     return ["a", "on", "background", *COLOURS, *SHAPES, *BACKGROUNDS, *SIZES]
 

@@ -17,7 +17,7 @@ Stages (wall time of each goes to build_info.json):
 The build writes into `<out>.partial` and replaces `<out>` only when every stage succeeded.
 
 Example:
-    python -m diffalign.toy.build_image --out /tmp/toy_image --quick
+    python -m diffalign.toy.image.build --out /tmp/toy_image --quick
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffalign.toy.assets import folder_sizes
-from diffalign.toy.image_assets import SAMPLING
-from diffalign.toy.image_train import UNetConfig, VAEConfig
-from diffalign.toy.toy_clip import ToyClipConfig
+from diffalign.toy.common import folder_sizes
+from diffalign.toy.image.assets import SAMPLING
+from diffalign.toy.image.pretrain import UNetConfig, VAEConfig
+from diffalign.toy.image.clip import ToyClipConfig
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "toy" / "image"
+DEFAULT_OUT = Path(__file__).resolve().parents[3] / "assets" / "toy" / "image"
 
 
 @dataclass
@@ -100,7 +100,7 @@ def write_readme(folder: Path, info: dict) -> Path:
         "",
         "Regenerate with `diffalign toy build image` (seed "
         f"{info['seed']}; {env['threads']} torch threads, OMP_WAIT_POLICY={env['omp_wait_policy'] or 'default'}). "
-        "Layout and loading: `diffalign/toy/image_assets.py`; world and split: `diffalign/toy/shapes.py`.",
+        "Layout and loading: `diffalign/toy/image/assets.py`; world and split: `diffalign/toy/image/world.py`.",
         "",
         f"Built with torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, "
         f"open_clip {env['open_clip']} on {env['cpus']} CPUs; 1-min load average at start / end "
@@ -150,12 +150,12 @@ def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | Non
     import numpy as np
     import torch
 
-    from diffalign.toy import image_train as it
-    from diffalign.toy.image_reward import score_fidelity
-    from diffalign.toy.prefs import exemplar_table, sample_preference_pairs, write_parquet
-    from diffalign.toy.shapes import ShapesWorld, render
-    from diffalign.toy.tokenizer import build_tokenizer
-    from diffalign.toy.toy_clip import save_toy_clip, train_toy_clip
+    from diffalign.toy.image import pretrain as it
+    from diffalign.toy.image.scorer import score_fidelity
+    from diffalign.toy.image.prefs import exemplar_table, sample_preference_pairs, write_parquet
+    from diffalign.toy.image.world import ShapesWorld, render
+    from diffalign.toy.image.tokenizer import build_tokenizer
+    from diffalign.toy.image.clip import save_toy_clip, train_toy_clip
 
     torch.set_num_threads(cfg.threads)
     out = Path(out)
@@ -262,7 +262,7 @@ def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | Non
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """`python -m diffalign.toy.build_image [--out DIR] [--seed N] [--quick] [--threads N]`."""
+    """`python -m diffalign.toy.image.build [--out DIR] [--seed N] [--quick] [--threads N]`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=0)
