@@ -43,7 +43,7 @@ def save_grid(images, captions: list[str], ok: list[bool], path: str | Path, col
     """Writes a captioned grid of images [N, 3, H, W] in [0, 1] as PNG."""
     from PIL import Image, ImageDraw
 
-    from diffalign.toy.shapes import to_uint8
+    from diffalign.toy.image.world import to_uint8
 
     arr = to_uint8(np.asarray(images))
     n, h, w, _ = arr.shape
@@ -80,10 +80,10 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
     import torch
 
     from diffalign.sampling.pipeline import sample
-    from diffalign.toy.image_assets import image_asset_dir, load_pipeline, read_json, sampling_defaults
-    from diffalign.toy.image_reward import score_fidelity
-    from diffalign.toy.shapes import ShapesWorld, render
-    from diffalign.toy.toy_clip import clip_scores, load_toy_clip
+    from diffalign.toy.image.assets import image_asset_dir, load_pipeline, read_json, sampling_defaults
+    from diffalign.toy.image.scorer import score_fidelity
+    from diffalign.toy.image.world import ShapesWorld, render
+    from diffalign.toy.image.clip import clip_scores, load_toy_clip
 
     torch.set_num_threads(threads)
     asset_dir = Path(asset_dir) if asset_dir else image_asset_dir()
