@@ -119,7 +119,7 @@ def cmd_generate(args) -> int:
         else:
             pipe = generate.load_pipeline(args.tuned, device=pipe.device)
         tuned = sample(pipe, prompts, seeds, args.guidance, args.steps, desc="tuned")
-    path = report.save_grid(base, tuned, args.out, columns=len(seeds))
+    path = report.save_grid([base, tuned], args.out)
     print(f"wrote {path} (top: base, bottom: {'tuned' if args.tuned else 'base'})")
     return 0
 

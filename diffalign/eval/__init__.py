@@ -114,7 +114,9 @@ def evaluate(
         results[split] = winrate.compare(sc["base"], sc["tuned"])
     out = Path(out)
     head = next(iter(rows))
-    grid = report.save_grid(images["base"][head], images["tuned"][head], out / "grid.png", grid_columns)
+    cols = report.spread(rows[head][0], grid_columns)  # one column per distinct prompt, spread over the split
+    grid = report.save_grid([images["base"][head][cols], images["tuned"][head][cols]], out / "grid.png",
+                            captions=[None, [rows[head][0][i] for i in cols]])
     settings = {"base": str(base), "tuned": str(tuned), "lora": lora, "reward": reward_name, "seed": seed,
                 "seeds_per_prompt": seeds_per_prompt, "guidance_scale": guidance_scale,
                 "num_inference_steps": num_inference_steps, "splits": {s: len(p) for s, p in prompts.items()},

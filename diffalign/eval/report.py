@@ -1,4 +1,5 @@
-"""Evaluation outputs: a grid PNG (base row over tuned row), ``report.json`` and ``report.md``."""
+"""Evaluation outputs: grid PNGs (base row over tuned row; the toy reports' captioned grids), ``report.json``
+and ``report.md``."""
 
 from __future__ import annotations
 
@@ -7,33 +8,62 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["save_grid", "write_report", "summary_line"]
+__all__ = ["save_grid", "spread", "write_report", "summary_line"]
 
 
-def save_grid(base, tuned, path: str | Path, columns: int = 16, min_side: int = 128) -> Path:
-    """Save the first ``columns`` samples: base images in the top row, tuned below.
+def save_grid(rows, path: str | Path, captions=None, ok=None, min_side: int = 96) -> Path:
+    """A PNG of ``R`` rows of ``K`` images, each optionally captioned and framed (green: right, red: wrong).
+
+    The one grid writer of the project: the evaluation's base-over-tuned grid and the toy reports'
+    captioned grids.
 
     Args:
-        base, tuned (torch.Tensor): ``[N, 3, H, W]`` in [0, 1], same prompts and seeds row by row.
+        rows (list): ``R`` tensors ``[K, 3, H, W]`` in [0, 1] (e.g. ``[base, tuned]``, the same prompts
+            and seeds column by column).
+        captions (list | None): per row, ``K`` strings or None (no caption line under that row); a
+            caption with ``"\n"`` is shown as those two lines, else split at " on a " (toy prompts).
+        ok (list | None): per row, ``K`` bools (frame colour) or None (no frame).
         min_side (int): small images are enlarged (nearest neighbour) to at least this side.
     """
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
-    k = min(columns, base.shape[0])
-    rows = []
-    for imgs in (base[:k], tuned[:k]):
-        arr = (imgs.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # [k, H, W, 3]
-        rows.append(np.concatenate(list(arr), axis=1))  # [H, k·W, 3]
-    grid = np.concatenate(rows, axis=0)  # [2H, k·W, 3]
-    h = base.shape[-2]
+    n_rows, k = len(rows), max(r.shape[0] for r in rows)
+    h, w = rows[0].shape[-2:]
     f = max(1, -(-min_side // h))
-    img = Image.fromarray(grid)
-    if f > 1:
-        img = img.resize((img.width * f, img.height * f), Image.NEAREST)
+    th, tw, pad = h * f, w * f, 6
+    cap_h = [24 if captions is not None and captions[r] is not None else 0 for r in range(n_rows)]
+    grid = Image.new("RGB", (k * (tw + pad) + pad, sum(th + pad + c for c in cap_h) + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    y = pad
+    for r, imgs in enumerate(rows):
+        arr = (imgs.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # [K, H, W, 3]
+        for i in range(arr.shape[0]):
+            x = pad + i * (tw + pad)
+            if ok is not None and ok[r] is not None:
+                colour = (0, 160, 0) if ok[r][i] else (200, 0, 0)
+                draw.rectangle([x - 3, y - 3, x + tw + 2, y + th + 2], outline=colour, width=3)
+            grid.paste(Image.fromarray(arr[i]).resize((tw, th), Image.NEAREST), (x, y))
+            if cap_h[r]:
+                text = str(captions[r][i])  # two lines: given with "\n", else "<object> / <background>"
+                words = text.split("\n") if "\n" in text else text.replace(" background", "").replace("a ", "", 1).split(" on a ")
+                for line_no, line in enumerate(words[:2]):
+                    draw.text((x, y + th + 2 + 10 * line_no), line[: max(8, tw // 5)], fill=(0, 0, 0))
+        y += th + pad + cap_h[r]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    grid.save(path)
     return path
+
+
+def spread(prompts: list[str], k: int) -> list[int]:
+    """Indices of ``k`` rows spread over the distinct prompts (the first row of each prompt, evenly
+    subsampled), so a grid shows many prompts rather than the first rows of the list."""
+    firsts = list(dict.fromkeys(prompts))
+    first_row = {p: prompts.index(p) for p in firsts}
+    if len(firsts) >= k:
+        step = len(firsts) / k
+        return [first_row[firsts[int(i * step)]] for i in range(k)]
+    return sorted(range(len(prompts)), key=lambda i: (prompts[: i + 1].count(prompts[i]), i))[:k]
 
 
 def _pct(d: dict) -> str:

@@ -29,10 +29,23 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, n_boot: int = N_BOOT, 
     return float(lo), float(hi)
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95, seed: int = 0) -> dict:
-    """``{"mean", "lo", "hi"}`` of ``values``."""
-    lo, hi = bootstrap_ci(values, level, seed=seed)
-    return {"mean": float(np.mean(values)), "lo": lo, "hi": hi}
+def mean_ci(values: np.ndarray, level: float = 0.95, seed: int = 0, binary: bool = False) -> dict:
+    """``{"mean", "lo", "hi", "n"}`` of ``values``: a percentile bootstrap, or for 0/1 data
+    (``binary``) the Wilson score interval (exact-ish at small n and near 0 or 1)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = int(x.size)
+    if n == 0:
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    m = float(x.mean())
+    if binary:
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf((1 + level) / 2)
+        centre = (m + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(m * (1 - m) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return {"mean": m, "lo": float(centre - half), "hi": float(centre + half), "n": n}
+    lo, hi = bootstrap_ci(x, level, seed=seed)
+    return {"mean": m, "lo": lo, "hi": hi, "n": n}
 
 
 def compare(base: np.ndarray, tuned: np.ndarray, tie_eps: float = 0.0, level: float = 0.95, seed: int = 0) -> dict:

@@ -1,6 +1,6 @@
 """`diffalign toy ...` subcommands. Importing this module does not import torch.
 
-    diffalign toy build {image,audio} [--out DIR] [--seed N] [--quick] [--threads N]
+    diffalign toy build {image,audio} [--out DIR] [--seed N] [--quick] [--threads N] [--only STAGE,...]
     diffalign toy report {image,audio} [--n N] [--out DIR] [--assets DIR] [--seed N]
 """
 
@@ -31,6 +31,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--quick", action="store_true", help="a seconds-long build of every stage (for tests)")
     build.add_argument("--threads", type=int, default=2, help="torch CPU threads (never more than free cores)")
+    build.add_argument("--only", help="re-run these stages (comma-separated) on the finished build in --out; image: "
+                                      "judge, prefs, exemplars; audio: fidelity, prefs, exemplars")
     build.set_defaults(func=_build)
 
     report = sub.add_parser("report", help="sample the base toy pipeline on held-out prompts and score it")
@@ -54,16 +56,19 @@ def _quiet_threads() -> None:
 def _build(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_threads()
+    only = args.only.split(",") if args.only else None
     if args.world == "audio":
-        from diffalign.toy.audio.build import DEFAULT_OUT as AUDIO_OUT, build_audio_world
+        from diffalign.toy.audio.build import DEFAULT_OUT as AUDIO_OUT, build_audio_world, resample_audio_world
 
-        build_audio_world(args.out or AUDIO_OUT, seed=args.seed, quick=args.quick, threads=args.threads)
+        if only:
+            resample_audio_world(args.out or AUDIO_OUT, threads=args.threads, only=only)
+        else:
+            build_audio_world(args.out or AUDIO_OUT, seed=args.seed, quick=args.quick, threads=args.threads)
         return 0
-    from diffalign.toy.image.build import DEFAULT_OUT, ImageBuildConfig, build_image_world
+    from diffalign.toy.image.build import DEFAULT_OUT, build_config, build_image_world
 
-    cfg = ImageBuildConfig.quick(args.seed) if args.quick else ImageBuildConfig(seed=args.seed)
-    cfg.threads = args.threads
-    build_image_world(args.out or DEFAULT_OUT, cfg)
+    out = args.out or DEFAULT_OUT
+    build_image_world(out, build_config(out, args.seed, args.quick, args.threads, only), only)
     return 0
 
 

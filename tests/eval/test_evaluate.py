@@ -41,6 +41,14 @@ def test_evaluate_writes_grid_and_reports(sd_path, lora_out, tmp_path, capsys):
     from PIL import Image
 
     grid = Image.open(tmp_path / "ev" / "grid.png")
-    assert grid.size[0] == 3 * grid.size[1] // 2  # 3 columns × 2 rows of square images
+    assert grid.size == (3 * (96 + 6) + 6, 2 * (96 + 6) + 24 + 6)  # 3 columns × 2 rows (base, tuned + captions) of 96 px cells
     sc = json.loads((tmp_path / "ev" / "scores.json").read_text())["held_out"]
     assert sc["seeds"] == [0, 1, 0, 1] and sc["prompts"][:2] == ["a red circle"] * 2
+
+
+def test_grid_columns_spread_over_the_distinct_prompts():
+    from diffalign.eval.report import spread
+
+    prompts = [p for p in ["a", "b", "c", "d", "e", "f"] for _ in range(4)]
+    assert spread(prompts, 3) == [0, 8, 16]  # prompts a, c, e — not the first three rows (all "a")
+    assert spread(["a", "a", "b", "b"], 3) == [0, 2, 1]  # fewer prompts than columns: every prompt, then seeds

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffalign.eval.winrate import bootstrap_ci, compare
+from diffalign.eval.winrate import bootstrap_ci, compare, mean_ci
 
 
 def test_compare_counts_ties_half_and_gives_cis():
@@ -16,3 +16,10 @@ def test_compare_counts_ties_half_and_gives_cis():
     lo, hi = bootstrap_ci(np.r_[np.ones(70), np.zeros(30)])
     assert 0.6 < lo < 0.7 < hi < 0.8  # ≈ 0.7 ± 1.96·√(0.21/100)
     assert bootstrap_ci(np.arange(5.0)) == bootstrap_ci(np.arange(5.0))  # seeded
+
+
+def test_mean_ci():
+    ci = mean_ci([0, 1, 0, 1])
+    assert ci["mean"] == 0.5 and ci["lo"] < 0.5 < ci["hi"] and ci["n"] == 4
+    wilson = mean_ci([1, 1, 1, 1], binary=True)
+    assert wilson["hi"] == pytest.approx(1.0) and 0.4 < wilson["lo"] < 0.6

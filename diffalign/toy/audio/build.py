@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffalign.toy.common import folder_sizes
+from diffalign.toy.common import BuildRun
 from diffalign.toy.audio.assets import SAMPLING
 from diffalign.toy.audio.pretrain import UNetConfig, VAEConfig, VocoderConfig
 
@@ -114,8 +113,9 @@ def _readme(info: dict) -> str:
         "",
         f"Regenerate: `{info['command']}` (writes this folder; seeds fixed, see build_info.json).",
         f"Pretraining (render + VAE + vocoder + UNet): {info['pretrain_seconds'] / 60:.1f} min; whole build "
-        f"{sum(info['stage_seconds'].values()) / 60:.1f} min (sum of stages) on {info['machine']['cpus']} CPUs, "
-        f"{info['machine']['threads']} torch thread(s), shared with other jobs.",
+        f"{sum(info['stage_seconds'].values()) / 60:.1f} min (sum of stages) on {info['environment']['cpus']} CPUs, "
+        f"{info['environment']['threads']} torch thread(s), shared with other jobs."
+        + "".join(f" Updated: {', '.join(u['stages'])}." for u in info.get("updates", [])),
         *([f"VAE and vocoder taken from an identical-config build ({', '.join(info['reused_stages']['stages'])}; "
            "their measured times are listed)."] if info.get("reused_stages") else []),
         "",
@@ -133,20 +133,30 @@ def _readme(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, stage, log) -> None:
-    """Stages 6-8 on a folder that holds the pipeline: fidelity check, preference pairs, exemplars."""
-    import numpy as np
-    import pyarrow as pa
+def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, stage, log,
+                    stages: tuple | list = ("fidelity", "prefs", "exemplars")) -> None:
+    """Stages 6-8 (or some of them) on a folder that holds the pipeline: fidelity check, pairs, exemplars."""
+    from diffalign.toy.audio.assets import load_pipeline
+
+    pipe = load_pipeline(folder)
+    sampling = {k: cfg.sampling[k] for k in ("guidance_scale", "num_inference_steps")}
+    if "fidelity" in stages:
+        _fidelity_stage(pipe, sampling, cfg, world, metrics, stage, log)
+    if "prefs" in stages:
+        _prefs_stage(pipe, sampling, folder, cfg, world, metrics, stage)
+    if "exemplars" in stages:
+        _exemplars_stage(folder, cfg, world, stage)
+
+
+def _fidelity_stage(pipe, sampling: dict, cfg: AudioBuildConfig, world, metrics: dict, stage, log) -> None:
+    """6. quick base fidelity on held-out prompts (the pipeline reloaded from disk, as users will)."""
     import torch
 
-    from diffalign.toy.audio.assets import decode_audio, flac_bytes, load_pipeline, sample_audio, write_parquet_shards
+    from diffalign.toy.audio.assets import sample_audio
     from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel, score_pitch
     from diffalign.toy.audio.world import parse_prompt
 
-    # 6. quick base fidelity on held-out prompts (reloaded from disk, as users will)
     t0 = time.time()
-    pipe = load_pipeline(folder)
-    sampling = {k: cfg.sampling[k] for k in ("guidance_scale", "num_inference_steps")}
     fid_prompts = [p for p in world.held_out_prompts for _ in range(cfg.fidelity_per_prompt)]
     fid_audio, fid_mel = sample_audio(pipe, fid_prompts, [10_000 + i for i in range(len(fid_prompts))], **sampling,
                                       return_mel=True)
@@ -158,7 +168,15 @@ def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, s
     log(f"base pipeline held-out band accuracy {metrics['base_fidelity_at_build']['band_accuracy']}")
     stage("fidelity", t0)
 
-    # 7. preference pairs on training prompts, labelled on the stored (FLAC) audio
+
+def _prefs_stage(pipe, sampling: dict, folder: Path, cfg: AudioBuildConfig, world, metrics: dict, stage) -> None:
+    """7. preference pairs on training prompts, labelled on the stored (FLAC) audio."""
+    import numpy as np
+    import pyarrow as pa
+
+    from diffalign.toy.audio.assets import decode_audio, flac_bytes, sample_audio, write_parquet_shards
+    from diffalign.toy.audio.scorer import score_pitch
+
     t0 = time.time()
     rng = np.random.default_rng(cfg.seed + 50)
     draw_prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.pair_draws)]
@@ -181,7 +199,15 @@ def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, s
                         "train_prompts_only": True}
     stage("prefs", t0)
 
-    # 8. exemplars: rendered ground truth of every training prompt
+
+def _exemplars_stage(folder: Path, cfg: AudioBuildConfig, world, stage) -> None:
+    """8. exemplars: rendered ground truth of every training prompt."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from diffalign.toy.audio.assets import flac_bytes
+    from diffalign.toy.audio.world import parse_prompt
+
     t0 = time.time()
     ex_prompts = [p for p in world.train_prompts for _ in range(cfg.exemplars_per_prompt)]
     ex_waves, ex_specs = world.render_prompts(ex_prompts, cfg.seed + 60)
@@ -191,8 +217,6 @@ def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, s
         "timbre": [p.timbre for p in parsed], "loudness": [s.loudness for s in ex_specs],
         "f0": [s.f0 for s in ex_specs], "split": ["train"] * len(ex_prompts),
     })
-    import pyarrow.parquet as pq
-
     pq.write_table(ex, str(folder / "exemplars.parquet"), compression="zstd")
     stage("exemplars", t0)
 
@@ -268,21 +292,10 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     from diffalign.toy.audio.world import TonesWorld
 
     torch.set_num_threads(cfg.threads)
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    run = BuildRun(out_dir, "audio", log_prefix="[toy build audio]")
+    tmp, times, log, stage = run.tmp, run.info["stage_seconds"], run.log, run.record
     world = TonesWorld()
-    times: dict[str, float] = {}
     metrics: dict[str, dict] = {}
-    t_all = time.time()
-
-    def log(msg: str) -> None:
-        print(f"[{time.time() - t_all:7.1f} s] {msg}", flush=True)
-
-    def stage(name: str, t0: float) -> None:
-        times[name] = round(time.time() - t0, 1)
-        log(f"stage {name}: {times[name]:.1f} s")
 
     # 1. render the shared training pool and the held-out check set
     t0 = time.time()
@@ -341,37 +354,35 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
 
     _sampled_stages(tmp, cfg, world, metrics, stage, log)
 
-    info = {
-        "world": "tones", "seed": cfg.seed, "config": asdict(cfg), "sampling": dict(cfg.sampling),
-        "stage_seconds": times, "pretrain_seconds": round(pretrain_seconds, 1),
-        "total_seconds": round(time.time() - t_all, 1), "metrics": metrics, "vae_scaling_factor": scaling,
+    run.info.update({
+        "seed": cfg.seed, "config": asdict(cfg), "sampling": dict(cfg.sampling), "pretrain_seconds": round(pretrain_seconds, 1),
+        "metrics": metrics, "vae_scaling_factor": scaling,
         "mel": {"sample_rate": 16000, "n_fft": 1024, "hop": 256, "n_mels": 32, "f_max": 8000, "log_floor": 1e-2},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": cfg.threads,
-                    "cpus": os.cpu_count()},
         "command": f"diffalign toy build audio --seed {cfg.seed}" + (" --quick" if cfg.n_clips < 100 else ""),
         "reused_stages": {"from": str(reuse), "stages": ["vae", "vocoder"]} if reuse is not None else None,
-    }
-    (tmp / "README.md").write_text(_readme(info))
-    info["sizes"] = folder_sizes(tmp)
-    (tmp / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    log(f"done: {out} ({info['sizes']['total'] / 1e6:.1f} MB)")
-    return info
+    })
+    return run.finish(_readme)
 
 
-def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | None = None, threads: int = 1) -> dict:
-    """Re-runs only the sampled stages (6-8) of a finished build, e.g. after a change of default sampling.
+#: Stages that re-run on a finished build (``only=``): they use the saved pipeline and the renderer.
+AFTER_PRETRAINING = ("fidelity", "prefs", "exemplars")
+
+
+def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | None = None, threads: int = 1,
+                         only: list[str] | None = None) -> dict:
+    """Re-runs the sampled stages (6-8, or ``only`` some of them) of a finished build, e.g. after a change of
+    default sampling.
 
     The pretrained components and the embedder are left untouched; the result equals a full build
     with the same config and seeds, because stages 6-8 depend only on them, the config and the seeds.
-    ``build_info.json`` records the new sampling, metrics and stage times (``resampled: true``).
+    ``build_info.json`` records the new sampling, metrics and stage times (and the update).
 
     Args:
         out_dir (str | Path): a built asset folder.
         sampling (dict | None): new default sampling (``guidance_scale``, ``num_inference_steps``); None
-            keeps the code's ``SAMPLING``.
+            keeps the recorded one.
         threads (int): torch CPU threads.
+        only (list[str] | None): stages of ``AFTER_PRETRAINING`` to re-run (default: all three).
 
     Returns:
         dict: the updated build_info.
@@ -380,30 +391,22 @@ def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | Non
 
     from diffalign.toy.audio.world import TonesWorld
 
+    bad = sorted(set(only or ()) - set(AFTER_PRETRAINING))
+    if bad:
+        raise ValueError(f"--only: {bad} cannot re-run on a finished build (choose from {list(AFTER_PRETRAINING)})")
     torch.set_num_threads(threads)
-    out = Path(out_dir)
-    info = json.loads((out / "build_info.json").read_text())
+    run = BuildRun(out_dir, "audio", update=True, log_prefix="[toy build audio]")
+    info = run.info
     c = dict(info["config"])
     cfg = AudioBuildConfig(**{**c, "vae": VAEConfig(**c["vae"]), "vocoder": VocoderConfig(**c["vocoder"]),
-                              "unet": UNetConfig(**c["unet"]), "sampling": dict(sampling or SAMPLING)})
-    for f in out.glob("prefs_train-*.parquet"):
-        f.unlink()
-    t_all = time.time()
-
-    def log(msg: str) -> None:
-        print(f"[{time.time() - t_all:7.1f} s] {msg}", flush=True)
-
-    def stage(name: str, t0: float) -> None:
-        info["stage_seconds"][name] = round(time.time() - t0, 1)
-        log(f"stage {name}: {info['stage_seconds'][name]:.1f} s")
-
-    _sampled_stages(out, cfg, TonesWorld(), info["metrics"], stage, log)
-    info.update(config=asdict(cfg), sampling=dict(cfg.sampling), resampled=True,
-                total_seconds=round(sum(info["stage_seconds"].values()), 1))
-    (out / "README.md").write_text(_readme(info))
-    info["sizes"] = folder_sizes(out)
-    (out / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
-    return info
+                              "unet": UNetConfig(**c["unet"]), "sampling": dict(sampling or info["sampling"])})
+    stages = list(only or AFTER_PRETRAINING)
+    if "prefs" in stages:
+        for f in run.tmp.glob("prefs_train-*.parquet"):
+            f.unlink()
+    _sampled_stages(run.tmp, cfg, TonesWorld(), info["metrics"], run.record, run.log, stages)
+    info.update(config=asdict(cfg), sampling=dict(cfg.sampling))
+    return run.finish(_readme)
 
 
 def main(argv: list[str] | None = None) -> int:

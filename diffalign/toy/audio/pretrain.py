@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from diffalign.losses.denoising import min_snr_weight
 from diffalign.rewards._tokenizers import byte_level_chars
+from diffalign.toy.common import learn_merges
 from diffalign.toy.audio.world import HOP, N_MELS, TonesWorld, log_mel, toy_words
 
 # AudioLDM's training noise schedule (scaled-linear betas 0.0015..0.0195)
@@ -37,28 +37,6 @@ MEL_FRAMES = 64  # frames per 1.024 s clip
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
-def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
-    """Greedy BPE on ``Ġword`` symbols until each is one token (ties broken alphabetically)."""
-    seqs = {w: list("Ġ" + w) for w in sorted(set(words))}
-    merges = []
-    while True:
-        pairs = Counter(p for s in seqs.values() for p in zip(s, s[1:]))
-        if not pairs:
-            return merges
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        for w, s in seqs.items():
-            out, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
-                    out.append(s[i] + s[i + 1])
-                    i += 2
-                else:
-                    out.append(s[i])
-                    i += 1
-            seqs[w] = out
-
-
 def build_tokenizer(folder: str | Path, model_max_length: int = 16):
     """A byte-level ``RobertaTokenizer`` from local files in which every grammar word (after a space) is one token.
 
@@ -71,7 +49,7 @@ def build_tokenizer(folder: str | Path, model_max_length: int = 16):
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    merges = _learn_merges(toy_words())
+    merges = learn_merges({w: list("Ġ" + w) for w in toy_words()})
     toks = ["<s>", "<pad>", "</s>", "<unk>", *byte_level_chars(), *("".join(m) for m in merges), "<mask>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}, ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffalign.toy.image.report import mean_ci  # noqa: F401  (one CI helper for both toy reports)
+from diffalign.eval.winrate import mean_ci
 
 GRID_F_LO, GRID_F_HI, GRID_ROWS = 60.0, 4000.0, 96
 
@@ -45,36 +45,33 @@ def _colour(db: np.ndarray) -> np.ndarray:
 
 
 def save_spectrogram_grid(waves, captions: list[str], ok: list[bool], path: str | Path, cols: int = 6) -> Path:
-    """Writes a captioned grid of spectrograms of ``[N, T]`` 16 kHz clips as PNG."""
-    from PIL import Image, ImageDraw
+    """Writes a captioned grid of spectrograms of ``[N, T]`` 16 kHz clips as PNG (``eval.report.save_grid``);
+    dotted lines mark the pitch-band edges."""
+    import torch
 
+    from diffalign.eval.report import save_grid
     from diffalign.toy.audio.world import BAND_WORDS as _BW
     from diffalign.toy.audio.world import BANDS
 
-    BAND_WORDS = {w for ws in _BW.values() for w in ws}
-    waves = np.asarray(waves)
-    tiles = [_colour(_log_freq_spectrogram(w)) for w in waves]
-    th, tw = GRID_ROWS * 2, tiles[0].shape[1] * 2
-    cap, pad = 26, 8
-    rows = math.ceil(len(tiles) / cols)
-    grid = Image.new("RGB", (cols * (tw + pad), rows * (th + pad + cap)), "white")
-    draw = ImageDraw.Draw(grid)
-    edges = sorted({f for band in BANDS.values() for f in band})
-    to_row = lambda f: th * (math.log(GRID_F_HI) - math.log(f)) / (math.log(GRID_F_HI) - math.log(GRID_F_LO))  # noqa: E731
-    for i, tile in enumerate(tiles):
-        x, y = (i % cols) * (tw + pad) + pad // 2, (i // cols) * (th + pad + cap) + pad // 2
-        grid.paste(Image.fromarray(tile).resize((tw, th), Image.NEAREST), (x, y))
-        for f in edges:  # band edges, dotted
-            r = y + to_row(f)
-            for xx in range(x, x + tw, 6):
-                draw.line([xx, r, xx + 2, r], fill=(200, 200, 200))
-        draw.rectangle([x - 3, y - 3, x + tw + 2, y + th + 2], outline=(0, 160, 0) if ok[i] else (200, 0, 0), width=3)
-        words = captions[i].split(" ")[1:]  # drop the article; line 1 ends at the band word
-        cut = next((j + 1 for j, w in enumerate(words) if w in BAND_WORDS), len(words))
-        draw.text((x, y + th + 3), " ".join(words[:cut])[:28], fill=(0, 0, 0))
-        draw.text((x, y + th + 13), " ".join(words[cut:])[:28], fill=(0, 0, 0))
-    grid.save(path)
-    return Path(path)
+    band_words = {w for ws in _BW.values() for w in ws}
+    tiles = []
+    for w in np.asarray(waves):
+        tile = np.repeat(np.repeat(_colour(_log_freq_spectrogram(w)), 2, axis=0), 2, axis=1)  # [2 rows, 2 cols]
+        th = tile.shape[0]
+        for f in sorted({f for band in BANDS.values() for f in band}):  # band edges, dotted
+            r = int(th * (math.log(GRID_F_HI) - math.log(f)) / (math.log(GRID_F_HI) - math.log(GRID_F_LO)))
+            if 0 <= r < th:
+                tile[r, ::6] = 200
+                tile[r, 1::6] = 200
+        tiles.append(torch.from_numpy(tile).permute(2, 0, 1).float() / 255)
+    lines = []
+    for c in captions:
+        words = c.split(" ")[1:]  # drop the article; line 1 ends at the band word
+        cut = next((j + 1 for j, w in enumerate(words) if w in band_words), len(words))
+        lines.append(" ".join(words[:cut]) + "\n" + " ".join(words[cut:]))
+    rows = [torch.stack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]
+    return save_grid(rows, path, captions=[lines[i : i + cols] for i in range(0, len(tiles), cols)],
+                     ok=[list(ok[i : i + cols]) for i in range(0, len(tiles), cols)], min_side=1)
 
 
 def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_dir: str | Path | None = None,

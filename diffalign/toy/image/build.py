@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from diffalign.toy.common import folder_sizes
+from diffalign.toy.common import BuildRun
 from diffalign.toy.image.assets import SAMPLING
 from diffalign.toy.image.pretrain import UNetConfig, VAEConfig
 from diffalign.toy.image.clip import ToyClipConfig
@@ -74,6 +72,13 @@ class ImageBuildConfig:
     min_pairs: int = 2000
 
     @classmethod
+    def from_info(cls, info: dict) -> "ImageBuildConfig":
+        """The settings a finished build recorded in its ``build_info.json``."""
+        c = dict(info["config"])
+        return cls(**{**c, "vae": VAEConfig(**c["vae"]), "unet": UNetConfig(**c["unet"]),
+                      "clip": ToyClipConfig(**c["clip"])})
+
+    @classmethod
     def quick(cls, seed: int = 0) -> "ImageBuildConfig":
         """A seconds-long build with every stage, for tests (its assets are useless otherwise)."""
         return cls(
@@ -91,31 +96,33 @@ class ImageBuildConfig:
         )
 
 
-def write_readme(folder: Path, info: dict) -> Path:
-    """Writes `<folder>/README.md`: what the assets are, how they were built, wall times and sizes."""
+def readme(info: dict) -> str:
+    """`README.md` of the asset folder: what the assets are, how they were built, wall times and sizes."""
     mb = lambda n: f"{n / 1e6:.2f} MB"  # noqa: E731
-    st, env, pt, ph = info["stages_seconds"], info["environment"], info["prefs_train"], info["prefs_held_out"]
+    st, env, pt, ph = info["stage_seconds"], info["environment"], info["prefs_train"], info["prefs_held_out"]
+    sizes = info.get("sizes", {"per_entry": {}, "total": 0})  # the sizes of the previous run on an update
     lines = [
         "# Toy image world \"shapes\" — built assets",
         "",
         "Regenerate with `diffalign toy build image` (seed "
-        f"{info['seed']}; {env['threads']} torch threads, OMP_WAIT_POLICY={env['omp_wait_policy'] or 'default'}). "
+        f"{info['seed']}; {env['threads']} torch threads, OMP_WAIT_POLICY={env['omp_wait_policy'] or 'default'}); "
+        "re-run the stages after pretraining on these assets with `--only judge,prefs,exemplars`. "
         "Layout and loading: `diffalign/toy/image/assets.py`; world and split: `diffalign/toy/image/world.py`.",
         "",
-        f"Built with torch {env['torch']}, diffusers {env['diffusers']}, transformers {env['transformers']}, "
-        f"open_clip {env['open_clip']} on {env['cpus']} CPUs; 1-min load average at start / end "
-        f"{env['load_average_start_end'][0]} / {env['load_average_start_end'][1]} (other jobs shared the CPUs).",
+        f"Built with torch {env['torch']}, diffusers {env.get('diffusers')}, transformers {env.get('transformers')}, "
+        f"open_clip {env.get('open_clip')} on {env['cpus']} CPUs."
+        + "".join(f" Updated: {', '.join(u['stages'])}." for u in info.get("updates", [])),
         "",
         "| stage | wall time (s) |",
         "|---|---|",
         *[f"| {k} | {v:.0f} |" for k, v in st.items()],
         f"| **pretraining (tokenizer → toy_clip)** | **{info['pretrain_seconds']:.0f}** |",
-        f"| total | {info['total_seconds']:.0f} |",
+        f"| total (sum of stages) | {sum(st.values()):.0f} |",
         "",
         "| asset | size |",
         "|---|---|",
-        *[f"| {k} | {mb(v)} |" for k, v in info["sizes_bytes"]["per_entry"].items()],
-        f"| **total** | **{mb(info['sizes_bytes']['total'])}** |",
+        *[f"| {k} | {mb(v)} |" for k, v in sizes["per_entry"].items()],
+        f"| **total** | **{mb(sizes['total'])}** |",
         "",
         f"Default sampling (use it everywhere): guidance {info['sampling']['guidance_scale']}, "
         f"{info['sampling']['num_inference_steps']} {info['sampling']['scheduler']} steps.",
@@ -130,148 +137,153 @@ def write_readme(folder: Path, info: dict) -> Path:
         f"correctness. `prefs_held_out.parquet`: {ph['pairs']} pairs on held-out prompts (evaluation only).",
         "",
     ]
-    path = folder / "README.md"
-    path.write_text("\n".join(lines))
-    return path
+    return "\n".join(lines)
 
 
-def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | None = None) -> dict:
-    """Runs every stage and writes the asset folder.
+#: Stages that run on a finished build (``only=``): they read the saved pipeline, not the training state.
+AFTER_PRETRAINING = ("prefs", "exemplars")
+
+
+def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | None = None,
+                      only: list[str] | None = None) -> dict:
+    """Runs every stage (or, with ``only``, some stages on the finished build in ``out``) and writes the folder.
 
     Args:
         out (str | Path): destination folder (replaced at the end).
-        cfg (ImageBuildConfig | None): settings; None uses the defaults (the committed build).
+        cfg (ImageBuildConfig | None): settings; None uses the defaults (the committed build). With
+            ``only``, None reads the settings the finished build recorded.
+        only (list[str] | None): re-run these stages of ``AFTER_PRETRAINING`` on the finished build.
 
     Returns:
         dict: the build_info written to `<out>/build_info.json`.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = cfg or ImageBuildConfig()
+    if only is not None:
+        bad = sorted(set(only) - set(AFTER_PRETRAINING))
+        if bad:
+            raise ValueError(f"--only: {bad} cannot re-run on a finished build (choose from {list(AFTER_PRETRAINING)})")
+    run = BuildRun(out, "image", update=only is not None)
+    if cfg is None:
+        cfg = ImageBuildConfig.from_info(run.info) if only is not None else ImageBuildConfig()
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    if only is None:
+        run.info.update(seed=cfg.seed, config=asdict(cfg), sampling=cfg.sampling,
+                        command=f"diffalign toy build image --seed {cfg.seed}")
+        pipe = _pretrain(run, cfg)
+    else:
+        from diffalign.toy.image.assets import load_pipeline
+
+        pipe = load_pipeline(run.tmp)
+    _after_pretraining(run, cfg, pipe, only or list(AFTER_PRETRAINING))
+    return run.finish(readme)
+
+
+def _pretrain(run: BuildRun, cfg: ImageBuildConfig):
+    """Stages 1–5: tokenizer, VAE, latents, text encoder + UNet, toy_clip. Returns the saved pipeline."""
     import numpy as np
     import torch
 
     from diffalign.toy.image import pretrain as it
-    from diffalign.toy.image.scorer import score_fidelity
-    from diffalign.toy.image.prefs import exemplar_table, sample_preference_pairs, write_parquet
-    from diffalign.toy.image.world import ShapesWorld, render
-    from diffalign.toy.image.tokenizer import build_tokenizer
     from diffalign.toy.image.clip import save_toy_clip, train_toy_clip
+    from diffalign.toy.image.scorer import score_fidelity
+    from diffalign.toy.image.tokenizer import build_tokenizer
+    from diffalign.toy.image.world import ShapesWorld, render
 
-    torch.set_num_threads(cfg.threads)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    world = ShapesWorld()
-    stages: dict[str, float] = {}
-    info: dict = {"seed": cfg.seed, "config": asdict(cfg), "sampling": cfg.sampling, "stages_seconds": stages}
+    world, info, tmp, log = ShapesWorld(), run.info, run.tmp, run.log
+    with run.stage("tokenizer"):
+        tokenizer = build_tokenizer(tmp / "_vocab", model_max_length=16)
 
-    def log(msg: str) -> None:
-        print(f"[toy build image] {msg}", flush=True)
+    with run.stage("vae"):  # VAE, then the check that caps everything: can a decoded image still be read?
+        vae = it.make_vae(cfg.vae, cfg.seed)
+        info["vae"] = it.train_vae(vae, world, cfg.vae, cfg.seed + 10, log)
+        rng = np.random.default_rng(cfg.seed + 11)
+        check_prompts = [world.held_out_prompts[i] for i in rng.integers(len(world.held_out_prompts),
+                                                                          size=cfg.vae_check_images)]
+        check = torch.from_numpy(render(world.sample_specs(check_prompts, seed=cfg.seed + 12)))
+        rec = score_fidelity(it.reconstruct(vae, check), check_prompts)
+        info["vae"]["reconstruction_held_out"] = {k: float(rec[k].float().mean())
+                                                  for k in ("graded", "joint", "colour_ok", "shape_ok")}
+        log(f"vae reconstruction fidelity (held-out renders): {info['vae']['reconstruction_held_out']}")
 
-    def timed(name: str, t0: float) -> None:
-        stages[name] = round(time.time() - t0, 1)
-        log(f"stage {name}: {stages[name]:.0f} s")
+    with run.stage("latents"):
+        rng = np.random.default_rng(cfg.seed + 20)
+        prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.unet.n_images)]
+        images = torch.from_numpy(render(world.sample_specs(prompts, seed=cfg.seed + 21)))
+        latents = it.encode_latents(vae, images)  # [N, 4, 8, 8]
+        scaling = float(1.0 / latents.std())
+        vae.register_to_config(scaling_factor=scaling)
+        latents = latents * scaling
+        info["latents"] = {"n": len(latents), "scaling_factor": scaling, "shape": list(latents.shape[1:])}
+        del images
 
-    load_start = os.getloadavg()[0]
-    t_start = t0 = time.time()
-    tokenizer = build_tokenizer(tmp / "_vocab", model_max_length=16)
-    timed("tokenizer", t0)
+    with run.stage("unet"):
+        text_encoder, unet = it.make_text_unet(cfg.unet, tokenizer, cfg.seed + 30)
+        info["unet"] = it.train_text_unet(text_encoder, unet, tokenizer, latents, prompts, cfg.unet, cfg.seed + 31, log)
+        info["params"] = {name: sum(p.numel() for p in m.parameters()) for name, m in
+                          [("unet", unet), ("vae", vae), ("text_encoder", text_encoder)]}
+        pipe = it.assemble_pipeline(vae, text_encoder, tokenizer, unet)
+        pipe.save_pretrained(str(tmp / "pipeline"))
+        shutil.rmtree(tmp / "_vocab")
 
-    # VAE, then the check that caps everything: can a decoded image still be read?
-    t0 = time.time()
-    vae = it.make_vae(cfg.vae, cfg.seed)
-    info["vae"] = it.train_vae(vae, world, cfg.vae, cfg.seed + 10, log)
-    rng = np.random.default_rng(cfg.seed + 11)
-    check_prompts = [world.held_out_prompts[i] for i in rng.integers(len(world.held_out_prompts), size=cfg.vae_check_images)]
-    check = torch.from_numpy(render(world.sample_specs(check_prompts, seed=cfg.seed + 12)))
-    rec = score_fidelity(it.reconstruct(vae, check), check_prompts)
-    info["vae"]["reconstruction_held_out"] = {k: float(rec[k].float().mean()) for k in ("graded", "joint", "colour_ok", "shape_ok")}
-    log(f"vae reconstruction fidelity (held-out renders): {info['vae']['reconstruction_held_out']}")
-    timed("vae", t0)
+    with run.stage("toy_clip"):
+        clip, info["toy_clip"] = train_toy_clip(world, tokenizer, cfg.clip, cfg.seed + 40, log)
+        info["params"]["toy_clip"] = sum(p.numel() for p in clip.parameters())
+        save_toy_clip(clip, cfg.clip, tokenizer, tmp / "toy_clip")
+    info["pretrain_seconds"] = round(sum(info["stage_seconds"].values()), 1)
+    return pipe
 
-    t0 = time.time()
-    rng = np.random.default_rng(cfg.seed + 20)
-    prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.unet.n_images)]
-    images = torch.from_numpy(render(world.sample_specs(prompts, seed=cfg.seed + 21)))
-    latents = it.encode_latents(vae, images)  # [N, 4, 8, 8]
-    scaling = float(1.0 / latents.std())
-    vae.register_to_config(scaling_factor=scaling)
-    latents = latents * scaling
-    info["latents"] = {"n": len(latents), "scaling_factor": scaling, "shape": list(latents.shape[1:])}
-    del images
-    timed("latents", t0)
 
-    t0 = time.time()
-    text_encoder, unet = it.make_text_unet(cfg.unet, tokenizer, cfg.seed + 30)
-    info["unet"] = it.train_text_unet(text_encoder, unet, tokenizer, latents, prompts, cfg.unet, cfg.seed + 31, log)
-    info["params"] = {name: sum(p.numel() for p in m.parameters()) for name, m in
-                      [("unet", unet), ("vae", vae), ("text_encoder", text_encoder)]}
-    pipe = it.assemble_pipeline(vae, text_encoder, tokenizer, unet)
-    pipe.save_pretrained(str(tmp / "pipeline"))
-    shutil.rmtree(tmp / "_vocab")
-    timed("unet", t0)
+def _after_pretraining(run: BuildRun, cfg: ImageBuildConfig, pipe, stages: list[str]) -> None:
+    """The stages that sample the base pipeline or the renderer: preference pairs, exemplars."""
+    from diffalign.toy.image.prefs import exemplar_table, sample_preference_pairs, write_parquet
+    from diffalign.toy.image.world import ShapesWorld
 
-    t0 = time.time()
-    clip, info["toy_clip"] = train_toy_clip(world, tokenizer, cfg.clip, cfg.seed + 40, log)
-    info["params"]["toy_clip"] = sum(p.numel() for p in clip.parameters())
-    save_toy_clip(clip, cfg.clip, tokenizer, tmp / "toy_clip")
-    timed("toy_clip", t0)
-    info["pretrain_seconds"] = round(time.time() - t_start, 1)
-
-    t0 = time.time()
-    pairs, info["prefs_train"] = sample_preference_pairs(
-        pipe, world.train_prompts, cfg.pair_groups, cfg.group_size, cfg.seed + 50, cfg.tie_margin, cfg.sampling, log)
-    if len(pairs) < cfg.min_pairs:
-        raise RuntimeError(f"only {len(pairs)} training pairs, fewer than min_pairs={cfg.min_pairs}")
-    write_parquet(pairs, tmp / "prefs_train.parquet")
-    held, info["prefs_held_out"] = sample_preference_pairs(
-        pipe, world.held_out_prompts, cfg.held_out_pair_groups, cfg.group_size, cfg.seed + 51, cfg.tie_margin,
-        cfg.sampling, log)
-    write_parquet(held, tmp / "prefs_held_out.parquet")
-    timed("prefs", t0)
-
-    t0 = time.time()
-    write_parquet(exemplar_table(world, cfg.exemplars_per_prompt, cfg.seed + 60), tmp / "exemplars.parquet")
-    (tmp / "prompts.json").write_text(json.dumps(
-        {"train": world.train_prompts, "held_out": world.held_out_prompts,
-         "held_out_triples": [[c, s, b] for (c, s), b in world.held_out_triples.items()]}, indent=1))
-    timed("exemplars", t0)
-
-    import diffusers
-    import open_clip
-    import transformers
-
-    info["total_seconds"] = round(time.time() - t_start, 1)
-    info["environment"] = {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                           "transformers": transformers.__version__, "open_clip": open_clip.__version__,
-                           "python": platform.python_version(), "cpus": os.cpu_count(), "threads": cfg.threads,
-                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-                           # other jobs on the machine slow every stage; 1-min load averages
-                           "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
-    (tmp / "build_info.json").write_text("{}")  # listed in the sizes below, rewritten right after
-    info["sizes_bytes"] = folder_sizes(tmp)
-    (tmp / "build_info.json").write_text(json.dumps(info, indent=2))
-    write_readme(tmp, info)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    log(f"done in {info['total_seconds']:.0f} s (pretraining {info['pretrain_seconds']:.0f} s); "
-        f"{info['sizes_bytes']['total'] / 1e6:.1f} MB in {out}")
-    return info
+    world, info, tmp = ShapesWorld(), run.info, run.tmp
+    if "prefs" in stages:
+        with run.stage("prefs"):
+            pairs, info["prefs_train"] = sample_preference_pairs(
+                pipe, world.train_prompts, cfg.pair_groups, cfg.group_size, cfg.seed + 50, cfg.tie_margin, cfg.sampling,
+                run.log)
+            if len(pairs) < cfg.min_pairs:
+                raise RuntimeError(f"only {len(pairs)} training pairs, fewer than min_pairs={cfg.min_pairs}")
+            write_parquet(pairs, tmp / "prefs_train.parquet")
+            held, info["prefs_held_out"] = sample_preference_pairs(
+                pipe, world.held_out_prompts, cfg.held_out_pair_groups, cfg.group_size, cfg.seed + 51, cfg.tie_margin,
+                cfg.sampling, run.log)
+            write_parquet(held, tmp / "prefs_held_out.parquet")
+    if "exemplars" in stages:
+        with run.stage("exemplars"):
+            write_parquet(exemplar_table(world, cfg.exemplars_per_prompt, cfg.seed + 60), tmp / "exemplars.parquet")
+            (tmp / "prompts.json").write_text(json.dumps(
+                {"train": world.train_prompts, "held_out": world.held_out_prompts,
+                 "held_out_triples": [[c, s, b] for (c, s), b in world.held_out_triples.items()]}, indent=1))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """`python -m diffalign.toy.image.build [--out DIR] [--seed N] [--quick] [--threads N]`."""
+    """`python -m diffalign.toy.image.build [--out DIR] [--seed N] [--quick] [--threads N] [--only S,S]`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="seconds-long build of every stage (for tests)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", help=f"re-run some of {','.join(AFTER_PRETRAINING)} on the finished build in --out")
     args = parser.parse_args(argv)
-    cfg = ImageBuildConfig.quick(args.seed) if args.quick else ImageBuildConfig(seed=args.seed)
-    cfg.threads = args.threads
-    return build_image_world(args.out, cfg)
+    only = args.only.split(",") if args.only else None
+    return build_image_world(args.out, build_config(args.out, args.seed, args.quick, args.threads, only), only)
+
+
+def build_config(out: Path, seed: int, quick: bool, threads: int, only: list[str] | None) -> ImageBuildConfig:
+    """The settings of a command-line build: recorded ones for ``--only``, else quick or default ones."""
+    if only:
+        from diffalign.toy.common import read_json
+
+        cfg = ImageBuildConfig.from_info(read_json(Path(out) / "build_info.json"))
+    else:
+        cfg = ImageBuildConfig.quick(seed) if quick else ImageBuildConfig(seed=seed)
+    cfg.threads = threads
+    return cfg
 
 
 if __name__ == "__main__":

@@ -9,57 +9,10 @@ intervals next to the renderer's own ground truth for the same prompts (the ceil
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def mean_ci(values, binary: bool = False) -> dict:
-    """Mean and 95% confidence interval.
-
-    Args:
-        values: 1-D array-like of per-sample values.
-        binary (bool): Wilson score interval for 0/1 data; else mean ± 1.96 standard errors.
-
-    Returns:
-        dict: {"mean", "lo", "hi", "n"}.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n, m = len(x), float(x.mean())
-    if binary:
-        z = 1.96
-        centre = (m + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(m * (1 - m) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        lo, hi = centre - half, centre + half
-    else:
-        half = 1.96 * float(x.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-        lo, hi = m - half, m + half
-    return {"mean": m, "lo": lo, "hi": hi, "n": n}
-
-
-def save_grid(images, captions: list[str], ok: list[bool], path: str | Path, cols: int = 8, scale: int = 4) -> Path:
-    """Writes a captioned grid of images [N, 3, H, W] in [0, 1] as PNG."""
-    from PIL import Image, ImageDraw
-
-    from diffalign.toy.image.world import to_uint8
-
-    arr = to_uint8(np.asarray(images))
-    n, h, w, _ = arr.shape
-    tw, th, cap = w * scale, h * scale, 24
-    rows = math.ceil(n / cols)
-    grid = Image.new("RGB", (cols * (tw + 8), rows * (th + 8 + cap)), "white")
-    draw = ImageDraw.Draw(grid)
-    for i in range(n):
-        x, y = (i % cols) * (tw + 8) + 4, (i // cols) * (th + 8 + cap) + 4
-        draw.rectangle([x - 3, y - 3, x + tw + 2, y + th + 2], outline=(0, 160, 0) if ok[i] else (200, 0, 0), width=3)
-        grid.paste(Image.fromarray(arr[i]).resize((tw, th), Image.NEAREST), (x, y))
-        words = captions[i].replace(" background", "").replace("a ", "", 1).split(" on a ")
-        for k, line in enumerate(words[:2]):
-            draw.text((x, y + th + 3 + 10 * k), line[:21], fill=(0, 0, 0))
-    grid.save(path)
-    return Path(path)
 
 
 def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_dir: str | Path | None = None,
@@ -79,6 +32,8 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
     """
     import torch
 
+    from diffalign.eval.report import save_grid
+    from diffalign.eval.winrate import mean_ci
     from diffalign.sampling.pipeline import sample
     from diffalign.toy.image.assets import image_asset_dir, load_pipeline, read_json, sampling_defaults
     from diffalign.toy.image.scorer import score_fidelity
@@ -135,7 +90,8 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
         },
     }
     k = min(grid_size, n)
-    save_grid(images[:k].numpy(), prompts[:k], fid["joint"][:k].tolist(), out / "grid.png")
+    save_grid([images[i : i + 8] for i in range(0, k, 8)], out / "grid.png",
+              captions=[prompts[i : i + 8] for i in range(0, k, 8)], ok=[fid["joint"][i : i + 8].tolist() for i in range(0, k, 8)])
     report["grid"] = str(out / "grid.png")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(format_report(report))

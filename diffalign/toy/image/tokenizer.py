@@ -14,51 +14,10 @@ Example:
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
-
-def _byte_chars() -> list[str]:
-    """The GPT-2 byte-level alphabet: 256 printable characters, one per byte."""
-    bs = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
-    """Greedy BPE on a word list until every word is a single symbol.
-
-    Args:
-        words (list[str]): lowercase ASCII words.
-
-    Returns:
-        list[tuple[str, str]]: merges in rank order.
-    """
-    seqs = {w: [*w[:-1], w[-1] + "</w>"] for w in sorted(set(words))}
-    merges = []
-    while True:
-        pairs = Counter(p for s in seqs.values() for p in zip(s, s[1:]))
-        if not pairs:
-            return merges
-        # most frequent pair; ties broken alphabetically so the files are reproducible
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        for w, s in seqs.items():
-            out, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
-                    out.append(s[i] + s[i + 1])
-                    i += 2
-                else:
-                    out.append(s[i])
-                    i += 1
-            seqs[w] = out
+from diffalign.rewards._tokenizers import byte_level_chars
+from diffalign.toy.common import learn_merges
 
 
 def write_vocab(folder: str | Path, words: list[str]) -> Path:
@@ -73,8 +32,8 @@ def write_vocab(folder: str | Path, words: list[str]) -> Path:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _byte_chars()
-    merges = _learn_merges([w.lower() for w in words])
+    chars = byte_level_chars()
+    merges = learn_merges({w: [*w[:-1], w[-1] + "</w>"] for w in {w.lower() for w in words}})
     toks = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges]
     toks += ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(toks)}, ensure_ascii=False))

@@ -62,5 +62,5 @@ def test_quick_reuse_and_resample(audio_quick_build, tmp_path):
     info = build_audio_world(tmp_path / "audio", cfg=AudioBuildConfig.quick(0), threads=1, reuse=audio_quick_build)
     assert info["reused_stages"]["stages"] == ["vae", "vocoder"]
     again = resample_audio_world(tmp_path / "audio", sampling={"guidance_scale": 1.0, "num_inference_steps": 1})
-    assert again["resampled"] and again["sampling"]["guidance_scale"] == 1.0
+    assert again["updates"][-1]["stages"] == ["fidelity", "prefs", "exemplars"] and again["sampling"]["guidance_scale"] == 1.0
     assert len(list((tmp_path / "audio").glob("prefs_train-*.parquet"))) >= 1

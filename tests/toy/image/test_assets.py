@@ -27,7 +27,7 @@ def test_build_info_and_split(image_assets):
     info = json.loads((image_assets / "build_info.json").read_text())
     assert info["sampling"] == {"guidance_scale": 3.0, "num_inference_steps": 25, "scheduler": "DDIMScheduler",
                                 "eta": 0.0}
-    assert info["pretrain_seconds"] > 0 and info["sizes_bytes"]["total"] > 0
+    assert info["pretrain_seconds"] > 0 and info["sizes"]["total"] > 0
     prompts = json.loads((image_assets / "prompts.json").read_text())
     world = ShapesWorld()
     assert prompts["train"] == world.train_prompts and prompts["held_out"] == world.held_out_prompts

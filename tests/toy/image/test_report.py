@@ -2,18 +2,6 @@
 
 import json
 
-import pytest
-
-from diffalign.toy.image.report import mean_ci
-
-
-def test_mean_ci():
-    ci = mean_ci([0, 1, 0, 1])
-    assert ci["mean"] == 0.5 and ci["lo"] < 0.5 < ci["hi"] and ci["n"] == 4
-    wilson = mean_ci([1, 1, 1, 1], binary=True)
-    assert wilson["hi"] == pytest.approx(1.0) and 0.4 < wilson["lo"] < 0.6
-
-
 def test_report_runs_on_a_few_prompts(image_assets, tmp_path, capsys):
     from diffalign.toy.commands import main
 
