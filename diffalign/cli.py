@@ -6,7 +6,7 @@
     diffalign bench diffusion --config CONFIG [--no-cache]
     diffalign eval --config CONFIG [--tuned DIR] [key=value ...]
     diffalign eval --base PIPELINE --tuned LORA_OR_PIPELINE --prompts FILE --reward NAME [--splits A B]
-                   [--seeds-per-prompt K] [--guidance G] [--steps S] [--out DIR]
+                   [--judges J ...] [--labelled-by R] [--seeds-per-prompt K] [--guidance G] [--steps S] [--out DIR]
     diffalign generate --base PIPELINE [--tuned DIR] --prompt TEXT [--seeds 0 1 2] [--out grid.png]
     diffalign toy {build,report} ...             toy worlds
     diffalign --version
@@ -91,15 +91,20 @@ def cmd_eval(args) -> int:
             raise ValueError(f"{args.config}: the config has no eval section")
         e = cfg.eval
         tuned = args.tuned or str(Path(cfg.train.output_dir) / "final")
+        from .data.pairs import open_source
+
+        labelled_by = open_source(cfg.data.source, cfg.data.split, cfg.data.allow_eval_split).labelled_by
         evaluate(cfg.model.path, tuned, read_prompts(e.prompts, e.splits, e.max_prompts), args.reward or e.reward,
                  args.out or e.out or str(Path(cfg.train.output_dir) / "eval"), e.seeds_per_prompt, e.seed,
-                 e.guidance_scale, e.num_inference_steps, e.batch_size, e.grid_columns)
+                 e.guidance_scale, e.num_inference_steps, e.batch_size, e.grid_columns,
+                 judges=args.judges if args.judges is not None else e.judges, labelled_by=labelled_by)
         return 0
     missing = [f"--{k}" for k in ("base", "tuned", "prompts", "reward") if not getattr(args, k)]
     if missing:
         raise ValueError(f"diffalign eval needs --config, or {', '.join(missing)}")
     evaluate(args.base, args.tuned, read_prompts(args.prompts, args.splits), args.reward, args.out or "outputs/eval",
-             args.seeds_per_prompt, args.seed, args.guidance, args.steps, args.batch_size)
+             args.seeds_per_prompt, args.seed, args.guidance, args.steps, args.batch_size, judges=args.judges or [],
+             labelled_by=args.labelled_by)
     return 0
 
 
@@ -136,6 +141,8 @@ def _register_eval(sub) -> None:
     e.add_argument("--prompts", help="JSON (list or {split: list}) or text file of prompts")
     e.add_argument("--splits", nargs="*", help="splits of a JSON mapping (first = headline)")
     e.add_argument("--reward", help="reward name (diffalign list rewards)")
+    e.add_argument("--judges", nargs="*", help="independent scorers reported beside the reward (e.g. toy_judge)")
+    e.add_argument("--labelled-by", help="the reward that labelled the training data (marked; warned about if alone)")
     e.add_argument("--seeds-per-prompt", type=int, default=1)
     e.add_argument("--seed", type=int, default=0, help="first seed")
     e.add_argument("--guidance", type=float, default=7.5)

@@ -1,10 +1,13 @@
-"""Toy Diffusion-DPO study: train variants of a config, evaluate each at N and 2N steps.
+"""Toy Diffusion-DPO recipe study under the independent judge: train variants, evaluate each at N and 2N steps.
 
-Every variant trains once for ``2N`` steps (constant learning rate, so the policy at step N is
-the policy an N-step run ends with) and is evaluated at steps N and 2N against the base
-pipeline on the same prompts and seeds as ``diffalign train``'s own evaluation (toy_fidelity,
-win rate and mean gain with 95% bootstrap CIs). The base images are sampled once per study.
-One line per (variant, step) is appended to ``<out>/study.jsonl`` and a table is printed.
+Every variant trains once for ``2N`` steps (constant learning rate, so the policy at step N is the
+policy an N-step run ends with) and is evaluated at steps N and 2N against the base pipeline on a
+**validation split that is never reported**: the training prompts with seeds ``1000 + k`` (the
+report uses seeds ``k``; the held-out prompts are not looked at). Scorers: ``toy_judge`` (the
+independent judge: joint accuracy and per-attribute accuracies with paired-bootstrap CIs) beside
+``toy_fidelity`` (the labeller: win rate). Choose a default here, then report it with ``diffalign
+train`` on the held-out and training prompts. The base images are sampled once per study. One line
+per (variant, step) is appended to ``<out>/study.jsonl`` and a table is printed.
 
 Usage (run alone: the machine has 2 cores)::
 
@@ -25,6 +28,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+ATTRS = ("joint", "colour", "shape", "background", "size")
+
 
 def _variant(text: str) -> tuple[str, list[str]]:
     name, _, rest = text.partition(":")
@@ -36,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", default="configs/toy/diffusion_dpo.yaml")
     ap.add_argument("--steps", type=int, default=None, help="N (default: the config's max_steps); runs 2N")
     ap.add_argument("--variant", action="append", default=[], help="name[:key=value;...] (repeatable)")
-    ap.add_argument("--split", default="held_out", help="prompt split of the evaluation")
+    ap.add_argument("--seed-offset", type=int, default=1000, help="validation seeds: offset + k")
     ap.add_argument("--out", type=Path, default=Path("outputs/toy_dpo_study"))
     args = ap.parse_args(argv)
 
@@ -44,30 +49,34 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from diffalign.train import load_config
+    from diffalign.eval import evaluate as _  # noqa: F401  (import side effects out of the timings)
     from diffalign.eval import generate, read_prompts, winrate
-    from diffalign.sampling.pipeline import sample
     from diffalign.rewards import Samples, load
+    from diffalign.sampling.pipeline import sample
+    from diffalign.train import load_config
     from diffalign.train.offline import DiffusionTrainer
 
     args.out.mkdir(parents=True, exist_ok=True)
     base_cfg = load_config(args.config)
     torch.set_num_threads(base_cfg.train.num_threads or 2)
     e = base_cfg.eval
-    prompts = read_prompts(e.prompts, [args.split], e.max_prompts)[args.split]
+    prompts = read_prompts(e.prompts, ["train"], e.max_prompts)["train"]
     rows_p = [p for p in prompts for _ in range(e.seeds_per_prompt)]
-    rows_s = [e.seed + k for _ in prompts for k in range(e.seeds_per_prompt)]
-    reward = load(e.reward)
+    rows_s = [args.seed_offset + e.seed + k for _ in prompts for k in range(e.seeds_per_prompt)]
+    fidelity, judge = load("toy_fidelity"), load("toy_judge")
 
-    def score(images: torch.Tensor) -> np.ndarray:
-        return reward(Samples(images, rows_p)).scores.float().numpy()
+    def score(images: torch.Tensor) -> dict:
+        s = Samples(images, rows_p)
+        j = judge(s)
+        out = {"fidelity": fidelity(s).scores.float().numpy(), "judge_p": j.scores.float().numpy()}
+        out.update({a: j.details["joint" if a == "joint" else f"{a}_ok"].float().numpy() for a in ATTRS})
+        return out
 
     base_pipe = generate.load_pipeline(base_cfg.model.path)
     t0 = time.time()
-    base_scores = score(sample(base_pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps,
-                                        e.batch_size, desc="base"))
-    print(f"[study] base: {args.split} n={len(rows_p)} mean {base_scores.mean():.4f} ({time.time() - t0:.0f} s)",
-          flush=True)
+    base = score(sample(base_pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps, e.batch_size, desc="base"))
+    print(f"[study] base (validation: training prompts, seeds {args.seed_offset}+): "
+          + ", ".join(f"{a} {np.nanmean(base[a]):.3f}" for a in ATTRS) + f" ({time.time() - t0:.0f} s)", flush=True)
 
     results = []
     for text in args.variant or ["default"]:
@@ -79,40 +88,56 @@ def main(argv: list[str] | None = None) -> None:
         unet = trainer.acc.unwrap_model(trainer.unet)
         pipe = StableDiffusionPipeline(**{**base_pipe.components, "unet": unet})
         pipe.set_progress_bar_config(disable=True)
-        t_train = [time.time(), 0.0]
+        clock = [time.time(), 0.0]
 
         def evaluate(step: int, metrics: dict) -> None:
             if step not in (n, 2 * n):
                 return
-            t_train[1] += time.time() - t_train[0]
+            clock[1] += time.time() - clock[0]
             unet.eval()
-            tuned = score(sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps,
-                                          e.batch_size, desc=f"{name}@{step}"))
+            tuned = score(sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps, e.batch_size,
+                                 desc=f"{name}@{step}"))
             unet.train()
-            r = winrate.compare(base_scores, tuned)
-            row = {"variant": name, "overrides": overrides, "step": step, "train_seconds": round(t_train[1], 1),
-                   "win_rate": r["win_rate"], "gain": r["gain"], "base": r["base"]["mean"], "tuned": r["tuned"]["mean"],
-                   "wins_ties_losses": [r["wins"], r["ties"], r["losses"]], "implicit_acc": metrics.get("implicit_acc"),
-                   "loss": metrics.get("loss")}
+            attrs = winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS})
+            row = {"variant": name, "overrides": overrides, "step": step, "train_seconds": round(clock[1], 1),
+                   "judge": winrate.compare(base["judge_p"], tuned["judge_p"]), "attributes": attrs,
+                   "fidelity": winrate.compare(base["fidelity"], tuned["fidelity"]),
+                   "implicit_acc": metrics.get("implicit_acc")}
             results.append(row)
             with open(args.out / "study.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-            w, g = r["win_rate"], r["gain"]
-            print(f"[study] {name} @ {step}: win {100 * w['mean']:.1f}% [{100 * w['lo']:.1f}, {100 * w['hi']:.1f}] "
-                  f"gain {100 * g['mean']:+.2f} [{100 * g['lo']:+.2f}, {100 * g['hi']:+.2f}] points "
-                  f"(train {t_train[1]:.0f} s)", flush=True)
-            t_train[0] = time.time()
+            print(f"[study] {name} @ {step}: " + _cells(row) + f" (train {clock[1]:.0f} s)", flush=True)
+            clock[0] = time.time()
 
         trainer.train(on_step=evaluate)
         del trainer, pipe, unet
 
-    print("\n| variant | overrides | step | train s | win rate [95% CI] | gain, points [95% CI] |")
-    print("|---|---|---|---|---|---|")
+    print("\n| variant | overrides | step | train s | judge joint, base → tuned (gain, pts) | colour / shape / background "
+          "/ size gain, pts | toy_fidelity win rate (labeller) |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
-        w, g = r["win_rate"], r["gain"]
+        a = r["attributes"]
         print(f"| {r['variant']} | {', '.join(r['overrides']) or '—'} | {r['step']} | {r['train_seconds']:.0f} | "
-              f"{100 * w['mean']:.1f}% [{100 * w['lo']:.1f}, {100 * w['hi']:.1f}] | "
-              f"{100 * g['mean']:+.2f} [{100 * g['lo']:+.2f}, {100 * g['hi']:+.2f}] |")
+              f"{_acc(a['joint'])} | {' / '.join(_gain(a[k]) for k in ATTRS[1:])} | {_pct(r['fidelity']['win_rate'])} |")
+
+
+def _pct(ci: dict) -> str:
+    return f"{100 * ci['mean']:.1f}% [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}]"
+
+
+def _gain(a: dict) -> str:
+    g = a["gain"]
+    return f"{100 * g['mean']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}]"
+
+
+def _acc(a: dict) -> str:
+    return f"{100 * a['base']['mean']:.1f} → {100 * a['tuned']['mean']:.1f}% ({_gain(a)})"
+
+
+def _cells(r: dict) -> str:
+    a = r["attributes"]
+    return (f"judge joint {_acc(a['joint'])}; " + ", ".join(f"{k} {_gain(a[k])}" for k in ATTRS[1:])
+            + f"; toy_fidelity win {_pct(r['fidelity']['win_rate'])}")
 
 
 if __name__ == "__main__":

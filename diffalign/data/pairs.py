@@ -50,6 +50,13 @@ class RowSource:
     def __len__(self) -> int:
         return len(self.table)
 
+    @property
+    def labelled_by(self) -> str | None:
+        """The reward that labelled the rows (parquet schema metadata ``diffalign.labelled_by``), if recorded."""
+        meta = self.table.schema.metadata or {}
+        v = meta.get(b"diffalign.labelled_by")
+        return v.decode() if v else None
+
     def column_names(self) -> list[str]:
         return list(self.table.column_names)
 
@@ -168,6 +175,11 @@ class PairSet:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    @property
+    def labelled_by(self) -> str | None:
+        """Provenance: the reward that labelled the pairs, when the source records it."""
+        return self.source.labelled_by
 
     def caption(self, k: int) -> str:
         return self.source.get(self.pairs[k].row, self.columns[0])

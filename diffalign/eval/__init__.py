@@ -58,33 +58,42 @@ def evaluate(
     grid_columns: int = 16,
     device: str | None = None,
     print_fn=print,
+    judges: list | tuple = (),
+    labelled_by: str | None = None,
 ) -> dict:
-    """Compare a tuned model with its base on fixed prompts and seeds.
+    """Compare a tuned model with its base on fixed prompts and seeds, under several scorers.
 
     Args:
         base (str): base pipeline folder. tuned (str): a LoRA folder or a whole pipeline folder.
         prompts (dict[str, list[str]]): split → prompts; the first split is the headline (grid).
-        reward: a reward name (``diffalign.rewards.load``) or a ``Reward`` module.
+        reward: the headline reward — a name (``diffalign.rewards.load``) or a ``Reward`` module;
+            typically the reward that labelled the training data or drove training.
         out (str | Path): report folder.
         seeds_per_prompt (int): images per prompt; prompt j, slot k uses seed ``seed + k``.
+        judges (list): more scorers (names or modules) reported beside ``reward`` — independent
+            judges that neither labelled the data nor served as the training reward.
+        labelled_by (str | None): the reward that labelled the training data (its provenance); the
+            report marks it, and warns when it is the only scorer.
 
     Returns:
-        dict: split → statistics of ``winrate.compare``.
+        dict: split → ``{"n", "scorers": {name: winrate.compare(...)}, "attributes": {name: {attr: …}}}``
+        (per-attribute accuracies of base and tuned with the paired gain, from a scorer's
+        ``details["<attr>_ok"]``).
     """
     import torch
 
-    from ..rewards import Samples
+    from ..rewards import load
     from ..sampling.pipeline import sample
     from . import generate, report, winrate
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(reward, str):
-        from ..rewards import load
-
-        reward_name, reward = reward, load(reward)
-    else:
-        reward_name = type(reward).spec.name
-    reward = reward.to(device).eval()
+    scorers = {}
+    for r in [reward, *judges]:
+        name, module = (r, load(r)) if isinstance(r, str) else (type(r).spec.name, r)
+        scorers[name] = module.to(device).eval()
+    if labelled_by is not None and set(scorers) <= {labelled_by}:
+        print_fn(f"warning: the only evaluation reward, {labelled_by}, labelled the training data — its win rate shows "
+                 "that the model learned the labeller, not that it aligned; add an independent judge (eval.judges)")
     lora = generate.is_lora(tuned)
     rows = {s: ([p for p in ps for _ in range(seeds_per_prompt)], [seed + k for _ in ps for k in range(seeds_per_prompt)])
             for s, ps in prompts.items()}
@@ -99,32 +108,61 @@ def evaluate(
                 pipe = generate.load_pipeline(tuned, device=device)
         for split, (ps, ss) in rows.items():
             images[which][split] = sample(pipe, ps, ss, guidance_scale, num_inference_steps, batch_size,
-                                                   desc=f"{which} {split}")
+                                          desc=f"{which} {split}")
     del pipe
     results, scores = {}, {}
     for split, (ps, _) in rows.items():
-        sc = {}
-        for which in ("base", "tuned"):
-            parts = []
-            for i in range(0, len(ps), 256):
-                data = images[which][split][i : i + 256].to(device)
-                parts.append(reward(Samples(data, ps[i : i + 256])).scores.float().cpu())
-            sc[which] = torch.cat(parts).numpy()
-        scores[split] = {k: v.tolist() for k, v in sc.items()}
-        results[split] = winrate.compare(sc["base"], sc["tuned"])
+        results[split] = {"n": len(ps), "scorers": {}, "attributes": {}}
+        scores[split] = {}
+        for name, module in scorers.items():
+            sc = {which: _score(module, images[which][split], ps, device) for which in ("base", "tuned")}
+            scores[split][name] = {which: v[0].tolist() for which, v in sc.items()}
+            results[split]["scorers"][name] = {**winrate.compare(sc["base"][0], sc["tuned"][0]),
+                                               "labelled_training_data": name == labelled_by}
+            attrs = winrate.attributes(sc["base"][1], sc["tuned"][1])
+            if attrs:
+                results[split]["attributes"][name] = attrs
     out = Path(out)
     head = next(iter(rows))
     cols = report.spread(rows[head][0], grid_columns)  # one column per distinct prompt, spread over the split
+    judge = next((n for n in reversed(list(scorers)) if "joint" in results[head]["attributes"].get(n, {})), None)
+    ok = None
+    if judge is not None:  # frames: green where the last judge with a joint verdict says everything is right
+        ok = [[bool(scores_ok[i]) for i in cols] for scores_ok in
+              (_score(scorers[judge], images[w][head][cols], [rows[head][0][i] for i in cols], device)[1]["joint"]
+               for w in ("base", "tuned"))]
     grid = report.save_grid([images["base"][head][cols], images["tuned"][head][cols]], out / "grid.png",
-                            captions=[None, [rows[head][0][i] for i in cols]])
-    settings = {"base": str(base), "tuned": str(tuned), "lora": lora, "reward": reward_name, "seed": seed,
+                            captions=[None, [rows[head][0][i] for i in cols]], ok=ok)
+    settings = {"base": str(base), "tuned": str(tuned), "lora": lora, "reward": next(iter(scorers)),
+                "judges": list(scorers)[1:], "labelled_by": labelled_by, "seed": seed,
                 "seeds_per_prompt": seeds_per_prompt, "guidance_scale": guidance_scale,
                 "num_inference_steps": num_inference_steps, "splits": {s: len(p) for s, p in prompts.items()},
-                "grid": grid.name}
+                "grid": grid.name, "grid_frames": judge}
     report.write_report(out, settings, results)
     (out / "scores.json").write_text(json.dumps({s: {"prompts": rows[s][0], "seeds": rows[s][1], **scores[s]}
                                                   for s in rows}))
     for split, r in results.items():
-        print_fn(report.summary_line(split, reward_name, r))
+        for name, res in r["scorers"].items():
+            print_fn(report.summary_line(split, name, res))
+        for name, attrs in r["attributes"].items():
+            if name != labelled_by:
+                print_fn(report.attribute_line(split, name, attrs))
     print_fn(f"report: {out / 'report.md'} · grid: {grid}")
     return results
+
+
+def _score(module, images, prompts: list[str], device) -> tuple:
+    """Scores ``[N]`` and the per-attribute ``<attr>_ok`` details (numpy) of one scorer, in chunks."""
+    import numpy as np
+    import torch
+
+    from ..rewards import Samples
+
+    parts, oks = [], {}
+    for i in range(0, len(prompts), 256):
+        res = module(Samples(images[i : i + 256].to(device), prompts[i : i + 256]))
+        parts.append(res.scores.float().cpu())
+        for k, v in (res.details or {}).items():
+            if k.endswith("_ok") or k == "joint":
+                oks.setdefault(k, []).append(v.float().cpu())
+    return torch.cat(parts).numpy(), {k: np.concatenate([t.numpy() for t in v]) for k, v in oks.items()}

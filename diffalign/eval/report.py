@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["save_grid", "spread", "write_report", "summary_line"]
+__all__ = ["save_grid", "spread", "write_report", "summary_line", "attribute_line"]
 
 
 def save_grid(rows, path: str | Path, captions=None, ok=None, min_side: int = 96) -> Path:
@@ -76,31 +76,56 @@ def _num(d: dict, signed: bool = False) -> str:
 
 
 def summary_line(split: str, reward: str, r: dict) -> str:
-    """One printed line per split."""
+    """One printed line per split and scorer (marked when the scorer labelled the training data)."""
+    mark = " [labelled the training data]" if r.get("labelled_training_data") else ""
     return (f"{split}: n={r['n']} {reward} win rate vs base {_pct(r['win_rate'])} "
             f"(wins {r['wins']}, ties {r['ties']}, losses {r['losses']}); mean {r['base']['mean']:.4f} -> "
-            f"{r['tuned']['mean']:.4f}, gain {_num(r['gain'], True)} (95% CI)")
+            f"{r['tuned']['mean']:.4f}, gain {_num(r['gain'], True)} (95% CI){mark}")
+
+
+def _acc(a: dict) -> str:
+    g = a["gain"]
+    return (f"{100 * a['base']['mean']:.1f} → {100 * a['tuned']['mean']:.1f}% "
+            f"({100 * g['mean']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}])")
+
+
+def attribute_line(split: str, scorer: str, attrs: dict) -> str:
+    """Per-attribute accuracies base → tuned with the paired gain in points (95% CIs)."""
+    return f"{split}: {scorer} accuracy base → tuned (gain, points): " + " · ".join(
+        f"{k} {_acc(a)}" for k, a in attrs.items())
 
 
 def write_report(out: str | Path, settings: dict, results: dict[str, dict]) -> tuple[Path, Path]:
-    """Write ``report.json`` (settings + per-split statistics) and ``report.md`` (a table)."""
+    """Write ``report.json`` (settings + per-split statistics) and ``report.md`` (tables)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
-    reward = settings.get("reward", "reward")
     lines = [
-        f"# Evaluation: tuned vs base ({reward})",
+        f"# Evaluation: tuned vs base",
         "",
         f"Base `{settings.get('base')}`, tuned `{settings.get('tuned')}`; guidance {settings.get('guidance_scale')}, "
         f"{settings.get('num_inference_steps')} steps; {settings.get('seeds_per_prompt')} seed(s) per prompt, the same "
-        "for both models. 95% percentile-bootstrap intervals; ties count half.",
+        "for both models. 95% intervals (percentile bootstrap; Wilson for accuracies); ties count half.",
         "",
-        f"| split | n | base mean | tuned mean | gain | win rate vs base |",
-        "|---|---|---|---|---|---|",
     ]
+    if settings.get("labelled_by"):
+        lines += [f"`{settings['labelled_by']}` labelled the training data: its figures show what the model learned "
+                  "of the labeller; the other scorers did not label the data.", ""]
+    lines += ["| split | scorer | n | base mean | tuned mean | gain | win rate vs base |", "|---|---|---|---|---|---|---|"]
     for split, r in results.items():
-        lines.append(f"| {split} | {r['n']} | {_num(r['base'])} | {_num(r['tuned'])} | {_num(r['gain'], True)} | "
-                     f"{_pct(r['win_rate'])} |")
-    lines += ["", f"![base (top) vs tuned (bottom)]({settings.get('grid', 'grid.png')})", ""]
+        for name, x in r["scorers"].items():
+            mark = " (labeller)" if x.get("labelled_training_data") else ""
+            lines.append(f"| {split} | {name}{mark} | {x['n']} | {_num(x['base'])} | {_num(x['tuned'])} | "
+                         f"{_num(x['gain'], True)} | {_pct(x['win_rate'])} |")
+    attr_rows = [(split, name, k, a) for split, r in results.items() for name, attrs in r["attributes"].items()
+                 for k, a in attrs.items()]
+    if attr_rows:
+        lines += ["", "| split | scorer | attribute | n | base | tuned | gain, points |", "|---|---|---|---|---|---|---|"]
+        for split, name, k, a in attr_rows:
+            g = a["gain"]
+            lines.append(f"| {split} | {name} | {k} | {a['n']} | {_pct(a['base'])} | {_pct(a['tuned'])} | "
+                         f"{100 * g['mean']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}] |")
+    frames = f"; frames: {settings['grid_frames']} (green: everything right)" if settings.get("grid_frames") else ""
+    lines += ["", f"![base (top) vs tuned (bottom){frames}]({settings.get('grid', 'grid.png')})", ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.json", out / "report.md"

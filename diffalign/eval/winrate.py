@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "mean_ci", "compare"]
+__all__ = ["bootstrap_ci", "mean_ci", "compare", "attributes"]
 
 N_BOOT = 10_000
 
@@ -78,3 +78,28 @@ def compare(base: np.ndarray, tuned: np.ndarray, tie_eps: float = 0.0, level: fl
         "ties": int(tie.sum()),
         "losses": int(((diff < 0) & ~tie).sum()),
     }
+
+
+def attributes(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], level: float = 0.95) -> dict:
+    """Per-attribute accuracies of base and tuned samples of the same prompts and seeds.
+
+    Args:
+        base, tuned (dict): ``<attr>_ok`` (and ``joint``) → ``[n]`` 1/0 per sample, NaN where the
+            attribute does not apply (the prompt does not name it).
+
+    Returns:
+        dict: attr → ``{"n", "base", "tuned"}`` (Wilson intervals) and ``"gain"`` (paired bootstrap of
+        tuned − base over the rows where it applies).
+    """
+    out = {}
+    for key in base:
+        if key not in tuned:
+            continue
+        b, t = np.asarray(base[key], dtype=np.float64), np.asarray(tuned[key], dtype=np.float64)
+        ok = np.isfinite(b) & np.isfinite(t)
+        if not ok.any():
+            continue
+        name = key[:-3] if key.endswith("_ok") else key
+        out[name] = {"n": int(ok.sum()), "base": mean_ci(b[ok], level, binary=True),
+                     "tuned": mean_ci(t[ok], level, binary=True), "gain": mean_ci(t[ok] - b[ok], level, seed=2)}
+    return out

@@ -168,9 +168,10 @@ class BuildRun:
             info.setdefault("updates", []).append({"stages": self.updated, "environment": env})
         else:
             info["environment"] = env
-        (self.tmp / "README.md").write_text(readme(info))
-        (self.tmp / "build_info.json").write_text("{}")  # listed in the sizes, rewritten right after
+        for name in ("README.md", "build_info.json"):  # listed in the sizes, rewritten right after
+            (self.tmp / name).write_text("")
         info["sizes"] = folder_sizes(self.tmp)
+        (self.tmp / "README.md").write_text(readme(info))
         (self.tmp / "build_info.json").write_text(json.dumps(info, indent=1, default=float))
         shutil.rmtree(self.out, ignore_errors=True)
         self.tmp.rename(self.out)

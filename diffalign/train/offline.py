@@ -153,6 +153,7 @@ def run(cfg: DiffusionTrainConfig) -> dict:
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     t0 = time.time()
     trainer = DiffusionTrainer(cfg)
+    labelled_by = trainer.pairs.labelled_by
     last = trainer.train()
     final = trainer.save(out / "final")
     acc = trainer.acc
@@ -166,7 +167,8 @@ def run(cfg: DiffusionTrainConfig) -> dict:
         t1 = time.time()
         summary["eval"] = evaluate(cfg.model.path, str(final), read_prompts(e.prompts, e.splits, e.max_prompts), e.reward,
                                    e.out or out / "eval", e.seeds_per_prompt, e.seed, e.guidance_scale,
-                                   e.num_inference_steps, e.batch_size, e.grid_columns, print_fn=acc.print)
+                                   e.num_inference_steps, e.batch_size, e.grid_columns, print_fn=acc.print,
+                                   judges=e.judges, labelled_by=labelled_by)
         summary["eval_seconds"] = round(time.time() - t1, 1)
     if acc.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

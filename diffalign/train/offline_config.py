@@ -128,7 +128,11 @@ class EvalConfig:
         splits: keys of a JSON mapping to evaluate, the first is the headline (null: the list).
         seeds_per_prompt: images per prompt (seeds ``seed + k``, the same for base and tuned).
         seed: first seed. max_prompts: cap per split (the first ones; null: all).
-        reward: reward name (``diffalign list rewards``), e.g. ``toy_fidelity``.
+        reward: the headline reward (``diffalign list rewards``), e.g. ``toy_fidelity`` — usually the one
+            that labelled the training pairs or drives training.
+        judges: more scorers reported beside it: independent judges that neither labelled the data
+            nor serve as the training reward (e.g. ``[toy_judge]``); a warning is printed when the
+            only scorer is the one that labelled the training data.
         guidance_scale / num_inference_steps: sampling (the pipeline's own scheduler).
         batch_size: images per pipeline call. grid_columns: columns of the grid PNG.
         out: report folder (default ``<output_dir>/eval``).
@@ -136,6 +140,7 @@ class EvalConfig:
 
     prompts: str
     reward: str
+    judges: list[str] = field(default_factory=list)
     splits: list[str] | None = None
     seeds_per_prompt: int = 1
     seed: int = 0

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from diffalign.eval import evaluate, read_prompts
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec
@@ -17,6 +18,18 @@ class Brightness(Reward):
         return RewardResult(samples.data.mean(dim=(1, 2, 3)))
 
 
+class Redness(Reward):
+    """A judge with per-attribute verdicts: `red_ok` (mean red channel above 0.5), `square_ok` (NaN: never named)."""
+
+    spec = RewardSpec(name="redness", modality="image", needs_prompt=True)
+
+    def score(self, samples):
+        red = samples.data[:, 0].mean(dim=(1, 2))
+        ok = (red > 0.5).float()
+        nan = torch.full_like(ok, float("nan"))
+        return RewardResult(red, {"red_ok": ok, "square_ok": nan, "joint": ok})
+
+
 def test_read_prompts(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps({"train": ["a"], "held_out": ["b", "c"]}))
     assert read_prompts(tmp_path / "p.json", ["held_out", "train"]) == {"held_out": ["b", "c"], "train": ["a"]}
@@ -29,21 +42,36 @@ def test_read_prompts(tmp_path):
 def test_evaluate_writes_grid_and_reports(sd_path, lora_out, tmp_path, capsys):
     prompts = {"held_out": ["a red circle", "a blue square"], "train": ["a green triangle"]}
     res = evaluate(sd_path, lora_out, prompts, Brightness(), tmp_path / "ev", seeds_per_prompt=2,
-                   guidance_scale=3.0, num_inference_steps=2, grid_columns=3)
+                   guidance_scale=3.0, num_inference_steps=2, grid_columns=3, judges=[Redness()],
+                   labelled_by="brightness")
     assert set(res) == {"held_out", "train"} and res["held_out"]["n"] == 4 and res["train"]["n"] == 2
-    r = res["held_out"]
+    r = res["held_out"]["scorers"]["brightness"]
     assert r["wins"] + r["ties"] + r["losses"] == 4 and r["win_rate"]["lo"] <= r["win_rate"]["mean"] <= r["win_rate"]["hi"]
+    assert r["labelled_training_data"] and not res["held_out"]["scorers"]["redness"]["labelled_training_data"]
+    attrs = res["held_out"]["attributes"]["redness"]
+    assert set(attrs) == {"red", "joint"} and attrs["red"]["n"] == 4  # the all-NaN attribute is left out
+    assert attrs["red"]["base"]["lo"] <= attrs["red"]["base"]["mean"] <= attrs["red"]["base"]["hi"]
     out = capsys.readouterr().out
-    assert "held_out: n=4 brightness win rate vs base" in out and "gain" in out
+    assert "held_out: n=4 brightness win rate vs base" in out and "[labelled the training data]" in out
+    assert "held_out: n=4 redness win rate vs base" in out and "held_out: redness accuracy base → tuned" in out
+    assert "warning" not in out  # an independent judge is present
     rep = json.loads((tmp_path / "ev" / "report.json").read_text())
-    assert rep["settings"]["lora"] is True and rep["results"]["train"]["n"] == 2
-    assert "| held_out | 4 |" in (tmp_path / "ev" / "report.md").read_text()
+    assert rep["settings"]["lora"] is True and rep["results"]["train"]["n"] == 2 and rep["settings"]["judges"] == ["redness"]
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "| held_out | brightness (labeller) | 4 |" in md and "| held_out | redness | red | 4 |" in md
     from PIL import Image
 
     grid = Image.open(tmp_path / "ev" / "grid.png")
     assert grid.size == (3 * (96 + 6) + 6, 2 * (96 + 6) + 24 + 6)  # 3 columns × 2 rows (base, tuned + captions) of 96 px cells
     sc = json.loads((tmp_path / "ev" / "scores.json").read_text())["held_out"]
     assert sc["seeds"] == [0, 1, 0, 1] and sc["prompts"][:2] == ["a red circle"] * 2
+    assert len(sc["redness"]["tuned"]) == 4
+
+
+def test_evaluate_warns_when_the_only_scorer_labelled_the_data(sd_path, lora_out, tmp_path, capsys):
+    evaluate(sd_path, lora_out, {"p": ["a red circle"]}, Brightness(), tmp_path / "ev", num_inference_steps=2,
+             labelled_by="brightness")
+    assert "warning: the only evaluation reward, brightness, labelled the training data" in capsys.readouterr().out
 
 
 def test_grid_columns_spread_over_the_distinct_prompts():

@@ -9,9 +9,11 @@ Stages (wall time of each goes to build_info.json):
 4. unet          CLIPTextModel + UNet2DConditionModel trained jointly (ε-MSE, Min-SNR-5, EMA,
                  10% caption dropout); the pipeline is saved in diffusers format
 5. toy_clip      open_clip model trained contrastively on renders of the whole world
-   -- pretraining ends here; the remaining stages sample the base pipeline --
+   -- pretraining ends here; the remaining stages re-run on a finished build with --only --
+   judge         toy_judge, the independent judge: a CNN trained on renders only (with VAE round
+                 trips through the pipeline's VAE, blur, noise); it labels nothing
 6. prefs         preference pairs on training prompts (and a small held-out set), labelled by
-                 graded toy_fidelity
+                 toy_fidelity: joint correctness (every named attribute) first, graded second
 7. exemplars     rendered ground truth of the training prompts
 
 The build writes into `<out>.partial` and replaces `<out>` only when every stage succeeded.
@@ -33,6 +35,7 @@ from diffalign.toy.common import BuildRun
 from diffalign.toy.image.assets import SAMPLING
 from diffalign.toy.image.pretrain import UNetConfig, VAEConfig
 from diffalign.toy.image.clip import ToyClipConfig
+from diffalign.toy.image.judge import JudgeConfig
 
 DEFAULT_OUT = Path(__file__).resolve().parents[3] / "assets" / "toy" / "image"
 
@@ -47,9 +50,12 @@ class ImageBuildConfig:
         vae (VAEConfig): VAE training.
         unet (UNetConfig): text encoder + UNet training.
         clip (ToyClipConfig): toy_clip training.
+        judge (JudgeConfig): toy_judge training.
         sampling (dict): default sampling of the pipeline (guidance 3, DDIM 25 steps).
         vae_check_images (int): held-out renders for the VAE reconstruction check.
         pair_groups (int): prompt draws for training pairs (group_size // 2 pairs each).
+        background_groups (int): more training groups that sample a background-naming caption without
+            its background (``prefs.draw_groups``): pairs that teach the named background.
         held_out_pair_groups (int): prompt draws on held-out prompts (evaluation pairs).
         group_size (int): samples per draw.
         tie_margin (float): graded gap below which a pair is a tie (label 0.5).
@@ -62,9 +68,11 @@ class ImageBuildConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     clip: ToyClipConfig = field(default_factory=ToyClipConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     sampling: dict = field(default_factory=lambda: dict(SAMPLING))
     vae_check_images: int = 540
     pair_groups: int = 1000
+    background_groups: int = 250
     held_out_pair_groups: int = 54
     group_size: int = 4
     tie_margin: float = 0.02
@@ -75,8 +83,9 @@ class ImageBuildConfig:
     def from_info(cls, info: dict) -> "ImageBuildConfig":
         """The settings a finished build recorded in its ``build_info.json``."""
         c = dict(info["config"])
+        judge = JudgeConfig(**{**c["judge"], "channels": tuple(c["judge"]["channels"])}) if "judge" in c else JudgeConfig()
         return cls(**{**c, "vae": VAEConfig(**c["vae"]), "unet": UNetConfig(**c["unet"]),
-                      "clip": ToyClipConfig(**c["clip"])})
+                      "clip": ToyClipConfig(**c["clip"]), "judge": judge})
 
     @classmethod
     def quick(cls, seed: int = 0) -> "ImageBuildConfig":
@@ -86,9 +95,11 @@ class ImageBuildConfig:
             vae=VAEConfig(channels=(8, 16, 16), steps=2, batch=8),
             unet=UNetConfig(channels=(16, 32), text_width=16, text_layers=1, n_images=64, steps=2, batch=8),
             clip=ToyClipConfig(embed_dim=16, width=16, layers=1, steps=2, batch=16),
+            judge=JudgeConfig.quick(),
             sampling={**SAMPLING, "num_inference_steps": 2},
             vae_check_images=16,
             pair_groups=3,
+            background_groups=1,
             held_out_pair_groups=1,
             group_size=2,
             exemplars_per_prompt=1,
@@ -128,20 +139,28 @@ def readme(info: dict) -> str:
         f"{info['sampling']['num_inference_steps']} {info['sampling']['scheduler']} steps.",
         "",
         f"VAE reconstructions of held-out renders: joint fidelity {info['vae']['reconstruction_held_out']['joint']:.3f}.",
+        *([f"`toy_judge` (independent judge, trained on renders only, {info['toy_judge']['params']:,} parameters): joint "
+           f"accuracy {info['toy_judge']['check']['renders_joint']:.3f} on fresh renders of every prompt, "
+           f"{info['toy_judge']['check']['vae_round_trip_joint']:.3f} on their VAE round trips, "
+           f"{info['toy_judge']['check']['mismatched_joint']:.3f} with mismatched prompts "
+           f"(n = {info['toy_judge']['check']['n']})."] if "toy_judge" in info else []),
         f"Base samples: training prompts joint {pt['sample_joint_mean']:.3f} (graded {pt['sample_graded_mean']:.3f}); "
         f"held-out prompts joint {ph['sample_joint_mean']:.3f} (graded {ph['sample_graded_mean']:.3f}).",
         "",
-        f"`prefs_train.parquet`: {pt['pairs']} pairs from {pt['groups']} draws × {pt['group_size']} samples of "
-        f"training prompts (best vs worst, then the middle two); {pt['ties']} ties (|gap| < {pt['tie_margin']}), "
-        f"mean graded gap {pt['mean_graded_gap']:.3f}, {pt['pairs_differing_in_joint']} pairs differ in binary "
-        f"correctness. `prefs_held_out.parquet`: {ph['pairs']} pairs on held-out prompts (evaluation only).",
+        f"`prefs_train.parquet`: {pt['pairs']} pairs from {pt['groups']} groups × {pt['group_size']} samples of "
+        f"training prompts ({pt.get('background_groups', 0)} of them sample a background-naming caption without its "
+        f"background), labelled by {pt.get('labelled_by', 'toy_fidelity')} ({pt.get('label_rule', 'graded gap')}); "
+        f"{pt['ties']} ties (|gap| < {pt['tie_margin']}), {pt['pairs_differing_in_joint']} pairs differ in joint "
+        f"correctness" + (f", per attribute {pt['pairs_differing_in']}" if "pairs_differing_in" in pt else "") + ". "
+        f"`prefs_held_out.parquet`: {ph['pairs']} pairs on held-out prompts (evaluation only).",
+        *([f"`{info['previous_prefs']['file']}`: {info['previous_prefs']['note']}"] if "previous_prefs" in info else []),
         "",
     ]
     return "\n".join(lines)
 
 
 #: Stages that run on a finished build (``only=``): they read the saved pipeline, not the training state.
-AFTER_PRETRAINING = ("prefs", "exemplars")
+AFTER_PRETRAINING = ("judge", "prefs", "exemplars")
 
 
 def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | None = None,
@@ -175,6 +194,7 @@ def build_image_world(out: str | Path = DEFAULT_OUT, cfg: ImageBuildConfig | Non
     else:
         from diffalign.toy.image.assets import load_pipeline
 
+        run.info["config"] = asdict(cfg)
         pipe = load_pipeline(run.tmp)
     _after_pretraining(run, cfg, pipe, only or list(AFTER_PRETRAINING))
     return run.finish(readme)
@@ -236,22 +256,40 @@ def _pretrain(run: BuildRun, cfg: ImageBuildConfig):
 
 
 def _after_pretraining(run: BuildRun, cfg: ImageBuildConfig, pipe, stages: list[str]) -> None:
-    """The stages that sample the base pipeline or the renderer: preference pairs, exemplars."""
+    """The stages after pretraining: the judge, preference pairs (base-pipeline samples), exemplars."""
+    from diffalign.toy.image.judge import check_judge, save_judge, train_judge
     from diffalign.toy.image.prefs import exemplar_table, sample_preference_pairs, write_parquet
     from diffalign.toy.image.world import ShapesWorld
 
     world, info, tmp = ShapesWorld(), run.info, run.tmp
+    if "judge" in stages:
+        with run.stage("judge"):
+            judge, metrics = train_judge(world, pipe.vae, cfg.judge, cfg.seed + 70, run.log)
+            metrics["check"] = check_judge(judge, world, pipe.vae, 1000, cfg.seed + 71)
+            run.log(f"toy_judge: {metrics['check']}")
+            info["toy_judge"] = metrics
+            save_judge(judge, cfg.judge, tmp / "toy_judge", metrics)
     if "prefs" in stages:
+        import numpy as np
+
+        from diffalign.toy.image.prefs import draw_groups
+
         with run.stage("prefs"):
-            pairs, info["prefs_train"] = sample_preference_pairs(
-                pipe, world.train_prompts, cfg.pair_groups, cfg.group_size, cfg.seed + 50, cfg.tie_margin, cfg.sampling,
-                run.log)
+            groups = draw_groups(world.train_prompts, cfg.pair_groups, np.random.default_rng(cfg.seed + 52),
+                                 cfg.background_groups)
+            pairs, info["prefs_train"] = sample_preference_pairs(pipe, groups, cfg.group_size, cfg.seed + 50,
+                                                                 cfg.tie_margin, cfg.sampling, run.log)
             if len(pairs) < cfg.min_pairs:
                 raise RuntimeError(f"only {len(pairs)} training pairs, fewer than min_pairs={cfg.min_pairs}")
             write_parquet(pairs, tmp / "prefs_train.parquet")
-            held, info["prefs_held_out"] = sample_preference_pairs(
-                pipe, world.held_out_prompts, cfg.held_out_pair_groups, cfg.group_size, cfg.seed + 51, cfg.tie_margin,
-                cfg.sampling, run.log)
+            if (tmp / "prefs_train_v1.parquet").exists():
+                info["previous_prefs"] = {"file": "prefs_train_v1.parquet", "note": "the first set (2,000 pairs from "
+                                          "1,000 groups, labelled by graded colour + shape fidelity alone), kept for "
+                                          "comparison"}
+            held_groups = draw_groups(world.held_out_prompts, cfg.held_out_pair_groups,
+                                      np.random.default_rng(cfg.seed + 53))
+            held, info["prefs_held_out"] = sample_preference_pairs(pipe, held_groups, cfg.group_size, cfg.seed + 51,
+                                                                   cfg.tie_margin, cfg.sampling, run.log)
             write_parquet(held, tmp / "prefs_held_out.parquet")
     if "exemplars" in stages:
         with run.stage("exemplars"):

@@ -1,8 +1,9 @@
-"""Rewards of the toy image world "shapes": `toy_fidelity` (programmatic) and `toy_clip` (learned).
+"""Rewards of the toy image world "shapes": `toy_fidelity` (programmatic), `toy_clip` (learned) and the
+independent judge `toy_judge` (learned on renders only).
 
-- `toy_fidelity`: graded colour and shape agreement with the prompt in [0, 1]
-  (`diffalign.toy.image.scorer.score_fidelity`); `details` carry the colour and shape parts and
-  the binary `joint` accuracy. Prompts outside the grammar are read leniently: a colour or shape the
+- `toy_fidelity`: graded agreement with everything the prompt names (colour, shape, background, size)
+  in [0, 1] (`diffalign.toy.image.scorer.score_fidelity`); `details` carry the parts, the binary
+  `joint` accuracy and per-attribute `<attr>_ok`. Prompts outside the grammar are read leniently: a colour or shape the
   prompt does not name scores 0. Images of any size are resized to the world's 32×32.
 - `toy_clip`: CLIP score (cosine of normalised embeddings) under the tiny open_clip model shipped in
   `assets/toy/image/toy_clip`, loaded through open_clip's `local-dir:` route and scored by the same
@@ -19,11 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec, Samples
 
-__all__ = ["TOY_CLIP_SPEC", "ToyFidelity", "build_toy_clip", "build_toy_fidelity"]
+__all__ = ["TOY_CLIP_SPEC", "ToyFidelity", "ToyJudgeReward", "build_toy_clip", "build_toy_fidelity", "build_toy_judge"]
 
 RESOLUTION = 32
 # ClipScore's spec renamed (the registry reads it from the factory's `spec` without building)
@@ -31,7 +33,8 @@ TOY_CLIP_SPEC = RewardSpec("toy_clip", "image", needs_prompt=True, differentiabl
 
 
 class ToyFidelity(Reward):
-    """Graded toy fidelity `(colour_score + shape_score) / 2` in [0, 1]; `[B]`."""
+    """Graded toy fidelity in [0, 1] over every attribute the prompt names (`scorer.score_fidelity`); `[B]`.
+    `details`: the graded parts, `joint`, and `<attr>_ok` (1/0, NaN where the prompt does not name it)."""
 
     spec = RewardSpec("toy_fidelity", "image", needs_prompt=True, differentiable=False)
 
@@ -42,9 +45,15 @@ class ToyFidelity(Reward):
         if tuple(x.shape[-2:]) != (RESOLUTION, RESOLUTION):
             x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", antialias=True,
                               align_corners=False).clamp(0, 1)
+        from diffalign.toy.image.world import parse_lenient
+
         out = score_fidelity(x.cpu(), list(samples.prompts), strict=False)
         device = samples.data.device
-        details = {k: out[k].float().to(device) for k in ("colour", "shape", "joint", "colour_ok", "shape_ok")}
+        details = {k: out[k].float().to(device) for k in ("colour", "shape", "background", "size", "joint")}
+        parsed = [parse_lenient(p) for p in samples.prompts]
+        for a in ("colour", "shape", "background", "size"):  # NaN where the prompt does not name the attribute
+            named = torch.tensor([getattr(p, a) is not None for p in parsed])
+            details[f"{a}_ok"] = torch.where(named, out[f"{a}_ok"].float(), torch.nan).to(device)
         return RewardResult(out["graded"].to(device), {"raw": out["graded"].to(device), **details})
 
 
@@ -83,3 +92,50 @@ def build_toy_clip(weights: Any = None, scale: float = 1.0, clamp_min: float | N
 
 
 build_toy_clip.spec = TOY_CLIP_SPEC  # type: ignore[attr-defined]
+
+
+class ToyJudgeReward(Reward):
+    """`toy_judge`: the independent judge's probability that everything the prompt names is in the
+    image (`diffalign.toy.image.judge`); `[B]` in [0, 1].
+
+    `details`: `joint` (every named attribute right), and per attribute (`colour`, `shape`,
+    `background`, `size`) `<attr>_ok` (1/0, NaN where the prompt does not name it) and `p_<attr>`.
+    The judge was trained on renders only; it labels no data and is no method's training reward
+    unless a config makes it one (then it is no longer independent for that run).
+    """
+
+    spec = RewardSpec("toy_judge", "image", needs_prompt=True, differentiable=False)
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def score(self, samples: Samples) -> RewardResult:
+        from diffalign.toy.image.judge import ATTRIBUTES, judge_prompts
+
+        x = samples.data.detach().float().clamp(0, 1)
+        if tuple(x.shape[-2:]) != (RESOLUTION, RESOLUTION):
+            x = F.interpolate(x, size=(RESOLUTION, RESOLUTION), mode="bilinear", antialias=True,
+                              align_corners=False).clamp(0, 1)
+        out = judge_prompts(self.model, x, list(samples.prompts), strict=False)
+        device = samples.data.device
+        keys = ["joint", *(f"{a}_ok" for a in ATTRIBUTES), *(f"p_{a}" for a in ATTRIBUTES)]
+        details = {k: out[k].float().to(device) for k in keys}
+        return RewardResult(out["p_all"].to(device), {"raw": out["p_all"].to(device), **details})
+
+
+def build_toy_judge(weights: Any = None) -> ToyJudgeReward:
+    """Entry-point factory (`toy_judge`).
+
+    Args:
+        weights: a judge folder (`config.json`, `model.safetensors`); None uses the shipped
+            `assets/toy/image/toy_judge`.
+    """
+    from diffalign.toy.image.assets import image_asset_dir
+    from diffalign.toy.image.judge import load_judge
+
+    folder = Path(weights) if weights is not None else image_asset_dir() / "toy_judge"
+    return ToyJudgeReward(load_judge(folder))
+
+
+build_toy_judge.spec = ToyJudgeReward.spec  # type: ignore[attr-defined]

@@ -13,13 +13,16 @@ For each image the scorer
    mask no template fits goes to a "none" class.
 
 The graded score mixes decisions and evidence so that it is continuous (pairs of generated images
-rarely tie) yet dominated by being right::
+rarely tie) yet dominated by being right, and it scores **every attribute the prompt names** —
+a reward blind to the background lets a method break it for free::
 
-    colour_score = 0.75 * p(colour) + 0.25 * exp(-d(colour, target) / 0.25)
-    shape_score  = 0.75 * p(shape)  + 0.25 * IoU(mask, target template)
-    graded       = presence * (colour_score + shape_score) / 2
+    colour_score     = 0.75 * p(colour) + 0.25 * exp(-d(colour, target) / 0.25)
+    shape_score      = 0.75 * p(shape)  + 0.25 * IoU(mask, target template)
+    background_score = 0.75 * p(background) + 0.25 * exp(-d(border, target) / 0.25)   (when named)
+    size_score       = σ(±(side − 15.5 px) / 1 px)                                      (when named)
+    graded           = presence * mean(named scores)        (background_score is not scaled by presence)
 
-`joint` (binary) is true when the most likely colour and the most likely shape both match.
+`joint` (binary) is true when every named attribute is right (colour, shape, background, size).
 
 Example:
     >>> out = score_fidelity(images, ["a red circle", "a small blue square on a white background"])
@@ -31,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Prompt, parse_prompt, shape_coverage
+from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Prompt, parse_lenient, parse_prompt, shape_coverage
 
 _PALETTE = torch.tensor(list(COLOURS.values()))  # [6, 3]
 _BG_PALETTE = torch.tensor(list(BACKGROUNDS.values()))  # [3, 3]
@@ -49,6 +52,8 @@ _FEAT_STD = torch.tensor([[0.05, 0.06], [0.05, 0.08], [0.12, 0.25]])
 SHAPE_MIN_IOU = 0.68  # best template IoU at which a mask is half "no shape" (blurred renders: > 0.8)
 SHAPE_IOU_WIDTH = 0.03
 MIN_AREA = 12.0  # mask mass (pixels) for a fully present object
+BG_SIGMA = 0.12  # width of a background colour's Gaussian, on [0, 1] RGB
+SIZE_WIDTH = 1.0  # pixels: logistic width of the small / large decision on the measured box side
 # second moments of a unit box: var = size² · k, so size = sqrt(var / k)
 _FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}  # area / box area
 _VAR_K = {"circle": (1 / 16, 1 / 16), "square": (1 / 12, 1 / 12), "triangle": (1 / 24, 1 / 18)}
@@ -170,8 +175,8 @@ def analyse(images: torch.Tensor) -> dict[str, torch.Tensor]:
     Returns:
         dict: `colour_probs` [B, 7] (palette order of `COLOURS`, then "none"), `colour_dist`
         [B, 6], `shape_probs` [B, 4] (order of `SHAPES`, then "none"), `shape_iou` [B, 3],
-        `background` [B] long (index into `BACKGROUNDS`), `area` [B] object mass in pixels,
-        `presence` [B] in [0, 1].
+        `background` [B] long (index into `BACKGROUNDS`), `background_probs` / `background_dist` [B, 3],
+        `area` [B] object mass in pixels, `presence` [B] in [0, 1].
     """
     images = images.detach().float().cpu().clamp(0, 1)
     bg = _background(images)
@@ -179,33 +184,23 @@ def analyse(images: torch.Tensor) -> dict[str, torch.Tensor]:
     area = mask.sum(dim=(1, 2)) * (32.0 / images.shape[-1]) ** 2  # in 32-px units
     colour_probs, colour_dist = _colour_evidence(_smooth(images), _core_weights(mask, dist))
     shape_probs, ious = _shape_evidence(mask)
+    bg_dist = torch.cdist(bg, _BG_PALETTE)  # [B, 3]
     return {
         "colour_probs": colour_probs,
         "colour_dist": colour_dist,
         "shape_probs": shape_probs,
         "shape_iou": ious,
-        "background": torch.cdist(bg, _BG_PALETTE).argmin(dim=1),
+        "background": bg_dist.argmin(dim=1),
+        "background_probs": (-(bg_dist**2) / (2 * BG_SIGMA**2)).softmax(dim=1),
+        "background_dist": bg_dist,
         "area": area,
         "presence": (area / MIN_AREA).clamp(0, 1),
     }
 
 
-def parse_lenient(text: str) -> Prompt:
-    """Reads whatever the prompt says about this world: any colour, shape (plural too), size and
-    "<background> background" words, anywhere; absent attributes are None.
-
-    Example: "two green squares" -> Prompt("green", "square"); "a dog barking" -> Prompt(None, None).
-    """
-    words = [w.strip(".,;:!?\"'") for w in text.lower().split()]
-    words = [w[:-1] if w[:-1] in SHAPES else w for w in words]  # plurals
-    first = lambda vocab: next((w for w in words if w in vocab), None)  # noqa: E731
-    bgs = [a for a, b in zip(words, words[1:]) if b == "background" and a in BACKGROUNDS]
-    return Prompt(first(COLOURS), first(SHAPES), first(SIZES), bgs[0] if bgs else None)
-
-
 @torch.no_grad()
 def score_fidelity(images: torch.Tensor, prompts: list[str], strict: bool = True) -> dict[str, torch.Tensor]:
-    """Graded colour and shape agreement of images with their prompts.
+    """Graded agreement of images with everything their prompts name (colour, shape, background, size).
 
     Args:
         images (torch.Tensor): [B, 3, H, W] RGB in [0, 1] (the world's images are 32×32).
@@ -215,9 +210,9 @@ def score_fidelity(images: torch.Tensor, prompts: list[str], strict: bool = True
             image cannot follow what the world cannot draw). Default is True.
 
     Returns:
-        dict: `graded` [B] in [0, 1] (the reward), `colour` [B] and `shape` [B] graded parts,
-        `joint` [B] bool (colour and shape both right), `colour_ok`, `shape_ok` [B] bool, and
-        `background_ok` / `size_ok` [B] bool (True where the prompt does not name one).
+        dict: `graded` [B] in [0, 1] (the reward), its parts `colour`, `shape`, `background`, `size`
+        [B] (0 where not named), `joint` [B] bool (every named attribute right), and `colour_ok`,
+        `shape_ok`, `background_ok`, `size_ok` [B] bool (True where the prompt does not name one).
     """
     if images.shape[0] != len(prompts):
         raise ValueError(f"got {images.shape[0]} images but {len(prompts)} prompts")
@@ -235,20 +230,26 @@ def score_fidelity(images: torch.Tensor, prompts: list[str], strict: bool = True
     present = ev["presence"] >= 1.0
     colour_ok = has_c & present & (ev["colour_probs"].argmax(dim=1) == ci)
     shape_ok = has_s & present & (ev["shape_probs"].argmax(dim=1) == si)
-    bg_ok = torch.tensor(
-        [p.background is None or _BG_NAMES[b] == p.background for p, b in zip(parsed, ev["background"].tolist())]
-    )
+    has_b = torch.tensor([p.background is not None for p in parsed])
+    bi = torch.tensor([_BG_NAMES.index(p.background) if p.background else 0 for p in parsed])
+    background = has_b * (0.75 * ev["background_probs"][rows, bi] + 0.25 * torch.exp(-ev["background_dist"][rows, bi]
+                                                                                    / COLOUR_TAU))
+    bg_ok = ~has_b | (ev["background"] == bi)
     # coarse size check: box side of the prompted shape with the measured area
     side = (ev["area"] / torch.tensor([_FILL[p.shape or "square"] for p in parsed])).sqrt()
     mid = (SIZES["small"][1] + SIZES["large"][0]) / 2
-    size_ok = torch.tensor(
-        [p.size is None or (s < mid) == (p.size == "small") for p, s in zip(parsed, side.tolist())]
-    )
+    has_z = torch.tensor([p.size is not None for p in parsed])
+    sign = torch.tensor([-1.0 if p.size == "small" else 1.0 for p in parsed])
+    size = has_z * ev["presence"] * torch.sigmoid(sign * (side - mid) / SIZE_WIDTH)
+    size_ok = ~has_z | (present & ((side < mid) == (sign < 0)))
+    n_named = 2 + has_b.float() + has_z.float()
     return {
-        "graded": (colour + shape) / 2,
+        "graded": (colour + shape + background + size) / n_named,
         "colour": colour,
         "shape": shape,
-        "joint": colour_ok & shape_ok,
+        "background": background,
+        "size": size,
+        "joint": colour_ok & shape_ok & bg_ok & size_ok,
         "colour_ok": colour_ok,
         "shape_ok": shape_ok,
         "background_ok": bg_ok,

@@ -115,6 +115,19 @@ def parse_prompt(text: str) -> Prompt:
     return Prompt(colour, shape, size, background)
 
 
+def parse_lenient(text: str) -> Prompt:
+    """Reads whatever the prompt says about this world: any colour, shape (plural too), size and
+    "<background> background" words, anywhere; absent attributes are None.
+
+    Example: "two green squares" -> Prompt("green", "square"); "a dog barking" -> Prompt(None, None).
+    """
+    words = [w.strip(".,;:!?\"'") for w in text.lower().split()]
+    words = [w[:-1] if w[:-1] in SHAPES else w for w in words]  # plurals
+    first = lambda vocab: next((w for w in words if w in vocab), None)  # noqa: E731
+    bgs = [a for a, b in zip(words, words[1:]) if b == "background" and a in BACKGROUNDS]
+    return Prompt(first(COLOURS), first(SHAPES), first(SIZES), bgs[0] if bgs else None)
+
+
 @dataclass(frozen=True)
 class ShapeSpec:
     """Everything needed to render one image (pixel units, 32-px canvas).

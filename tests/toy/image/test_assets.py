@@ -52,7 +52,11 @@ def test_preference_pairs(image_assets):
     assert set(df["label_0"].unique()) <= {0.0, 0.5, 1.0}
     assert set(df["caption"]) <= set(ShapesWorld().train_prompts)  # training prompts only
     gap = df["score_0"] - df["score_1"]
-    assert ((gap > 0) == (df["label_0"] == 1.0))[df["label_0"] != 0.5].all()
+    same = df["joint_0"] == df["joint_1"]  # joint correctness decides first, the graded gap second
+    assert ((gap > 0) == (df["label_0"] == 1.0))[same & (df["label_0"] != 0.5)].all()
+    assert (df["label_0"] == df["joint_0"].astype(float))[~same].all()
+    assert table.schema.metadata[b"diffalign.labelled_by"] == b"toy_fidelity"
+    assert (df["pair_kind"].str.endswith("+background")).sum() >= 400 and (df["background_ok_0"] != df["background_ok_1"]).sum() >= 100
     assert 0.3 < (df["label_0"] == 1.0).mean() < 0.7  # preferred image not always first
     # labels reproduce from the stored bytes
     sub = df.iloc[:64]

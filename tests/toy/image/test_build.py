@@ -16,14 +16,17 @@ def test_commands_import_without_torch():
 
 def test_quick_build_writes_every_asset(quick_build):
     names = {p.name for p in quick_build.iterdir()}
-    assert {"pipeline", "toy_clip", "prefs_train.parquet", "prefs_held_out.parquet", "exemplars.parquet",
+    assert {"pipeline", "toy_clip", "toy_judge", "prefs_train.parquet", "prefs_held_out.parquet", "exemplars.parquet",
             "prompts.json", "build_info.json", "README.md"} <= names
     assert not quick_build.with_name("image.partial").exists()
     info = json.loads((quick_build / "build_info.json").read_text())
-    assert set(info["stage_seconds"]) == {"tokenizer", "vae", "latents", "unet", "toy_clip", "prefs", "exemplars"}
+    assert set(info["stage_seconds"]) == {"tokenizer", "vae", "latents", "unet", "toy_clip", "judge", "prefs",
+                                         "exemplars"}
     assert info["sampling"]["guidance_scale"] == 3.0
     prefs = pq.read_table(quick_build / "prefs_train.parquet")
-    assert set(PREF_COLUMNS) <= set(prefs.column_names) and prefs.num_rows == 3
+    assert set(PREF_COLUMNS) <= set(prefs.column_names) and prefs.num_rows == 4  # 3 groups + 1 background group
+    assert prefs.schema.metadata[b"diffalign.labelled_by"] == b"toy_fidelity"
+    assert info["prefs_train"]["labelled_by"] == "toy_fidelity" and "toy_judge" in info
     assert not list(quick_build.rglob("*.bin")) and list(quick_build.rglob("*.safetensors"))
 
 
