@@ -7,10 +7,10 @@ new seeds. Scorers, all with 95% paired-bootstrap CIs:
 
 * ``toy_fidelity`` — graded (win rate vs base, mean gain) and binary ``joint`` (colour and shape
   right). **It labelled the training pairs**: reported beside the others, never alone.
-* ``toy_clip`` — a tiny CLIP trained on the world's renders; it did not label the pairs and is no
-  method's training reward (win rate vs base, mean gain).
-* per-attribute accuracies (colour, shape, background) and ``full`` (all three right) from the
-  world's analyser — background is never read by ``toy_fidelity``'s graded score.
+* ``toy_judge`` — the independent judge (a CNN trained on renders only): win rate of its
+  probability that everything the prompt names is right, and its per-attribute accuracies (joint,
+  colour, shape, background, size) with paired CIs;
+* ``toy_clip`` — a tiny CLIP trained on the world's renders (win rate vs base); it labels nothing either.
 
 "Steps to reach" is the first evaluated step at which a method's held-out win rate reaches the
 Diffusion-DPO run's final held-out win rate (per scorer). Rows go to ``<out>/comparison.jsonl``;
@@ -30,6 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+ATTRS = ("joint", "colour", "shape", "background", "size")
+
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -48,7 +50,6 @@ def main(argv: list[str] | None = None) -> None:
     from diffalign.eval import generate, read_prompts, winrate
     from diffalign.rewards import Samples, load
     from diffalign.sampling.pipeline import sample
-    from diffalign.toy.image.scorer import score_fidelity
     from diffalign.train import load_config
     from diffalign.train.offline import DiffusionTrainer
 
@@ -62,16 +63,15 @@ def main(argv: list[str] | None = None) -> None:
                          [e.seed + k for _ in splits["held_out"] for k in range(e.seeds_per_prompt)]),
             "train_new_seeds": ([p for p in splits["train"] for _ in range(e.seeds_per_prompt)],
                                 [1000 + e.seed + k for _ in splits["train"] for k in range(e.seeds_per_prompt)])}
-    fidelity, clip = load("toy_fidelity"), load("toy_clip")
+    fidelity, clip, judge = load("toy_fidelity"), load("toy_clip"), load("toy_judge")
 
     def scores(images: torch.Tensor, prompts: list[str]) -> dict[str, np.ndarray]:
         s = Samples(images, prompts)
         fid = fidelity(s)
-        att = score_fidelity(images, prompts, strict=False)
-        return {"graded": fid.scores.numpy(), "clip": clip(s).scores.float().numpy(),
-                "joint": att["joint"].float().numpy(), "colour": att["colour_ok"].float().numpy(),
-                "shape": att["shape_ok"].float().numpy(), "background": att["background_ok"].float().numpy(),
-                "full": (att["joint"] & att["background_ok"]).float().numpy()}
+        j = judge(s)
+        out = {"graded": fid.scores.numpy(), "clip": clip(s).scores.float().numpy(), "judge": j.scores.float().numpy()}
+        out.update({k: j.details["joint" if k == "joint" else f"{k}_ok"].float().numpy() for k in ATTRS})
+        return out
 
     def draw(pipe, split: str) -> dict[str, np.ndarray]:
         ps, ss = rows[split]
@@ -104,18 +104,16 @@ def main(argv: list[str] | None = None) -> None:
                        cfg.method.space.kind, "split": split, "step": step, "train_seconds": round(clock["train"], 1),
                        "fidelity": winrate.compare(b["graded"], tuned["graded"]),
                        "clip": winrate.compare(b["clip"], tuned["clip"]),
+                       "judge": winrate.compare(b["judge"], tuned["judge"]),
+                       "attributes": winrate.attributes({k: b[k] for k in ATTRS}, {k: tuned[k] for k in ATTRS}),
                        "implicit_acc": metrics.get("implicit_acc"), "loss": metrics.get("loss")}
-                for k in ("joint", "colour", "shape", "background", "full"):
-                    row[k] = {"base": winrate.mean_ci(b[k]), "tuned": winrate.mean_ci(tuned[k], seed=1),
-                              "gain": winrate.mean_ci(tuned[k] - b[k], seed=2)}
                 results.append(row)
                 with open(args.out / "comparison.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
-                fw, cw = row["fidelity"]["win_rate"], row["clip"]["win_rate"]
-                print(f"[{name} @ {step}] {split}: fidelity win {100 * fw['mean']:.1f}% [{100 * fw['lo']:.1f}, "
-                      f"{100 * fw['hi']:.1f}] · toy_clip win {100 * cw['mean']:.1f}% [{100 * cw['lo']:.1f}, "
-                      f"{100 * cw['hi']:.1f}] · joint {row['joint']['base']['mean']:.3f} → {row['joint']['tuned']['mean']:.3f}"
-                      f" · shape {row['shape']['tuned']['mean']:.3f} · background {row['background']['tuned']['mean']:.3f}"
+                a = row["attributes"]
+                print(f"[{name} @ {step}] {split}: fidelity win {pct(row['fidelity']['win_rate'])} · judge win "
+                      f"{pct(row['judge']['win_rate'])} · judge joint {acc(a['joint'])} · shape {pts(a['shape']['gain'])}"
+                      f" · background {pts(a['background']['gain'])} · toy_clip win {pct(row['clip']['win_rate'])}"
                       f" (train {clock['train']:.0f} s)", flush=True)
             unet.train()
             clock["start"] = time.time()
@@ -140,35 +138,38 @@ def pts(ci: dict) -> str:
     return f"{100 * ci['mean']:+.1f} [{100 * ci['lo']:+.1f}, {100 * ci['hi']:+.1f}]"
 
 
+def acc(a: dict) -> str:
+    return f"{100 * a['base']['mean']:.1f} → {100 * a['tuned']['mean']:.1f}% ({pts(a['gain'])})"
+
+
 def table(results: list[dict], names: list[str]) -> None:
     """Markdown tables: the last step of every run (held-out and training prompts), and steps to reach."""
     final = {}
     for r in results:
         final[(r["config"], r["split"])] = r
-    print("\n| config | prompts | steps | train s | toy_fidelity win rate | toy_fidelity gain, pts | joint acc base → tuned "
-          "(gain, pts) | toy_clip win rate | toy_clip gain ×100 | colour / shape / background acc | full acc gain, pts |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| config | prompts | steps | train s | toy_fidelity win rate (labeller) | toy_judge win rate | judge joint acc "
+          "base → tuned (gain, pts) | judge colour / shape / background / size gain, pts | toy_clip win rate |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (name, split), r in final.items():
+        a = r["attributes"]
         print(f"| {name} | {split} | {r['step']} | {r['train_seconds']:.0f} | {pct(r['fidelity']['win_rate'])} | "
-              f"{pts(r['fidelity']['gain'])} | {100 * r['joint']['base']['mean']:.1f} → {100 * r['joint']['tuned']['mean']:.1f}% "
-              f"({pts(r['joint']['gain'])}) | {pct(r['clip']['win_rate'])} | {pts(r['clip']['gain'])} | "
-              f"{100 * r['colour']['tuned']['mean']:.1f} / {100 * r['shape']['tuned']['mean']:.1f} / "
-              f"{100 * r['background']['tuned']['mean']:.1f}% | {pts(r['full']['gain'])} |")
+              f"{pct(r['judge']['win_rate'])} | {acc(a['joint'])} | "
+              f"{' / '.join(pts(a[k]['gain']) for k in ATTRS[1:])} | {pct(r['clip']['win_rate'])} |")
     ref_name = names[0]
     ref = final.get((ref_name, "held_out"))
     if ref is None:
         return
-    print(f"\nSteps to reach {ref_name}'s final held-out win rate (toy_fidelity {pct(ref['fidelity']['win_rate'])}, "
-          f"toy_clip {pct(ref['clip']['win_rate'])}):\n")
-    print("| config | toy_fidelity | toy_clip |")
+    goal = ref["attributes"]["joint"]["gain"]["mean"]
+    print(f"\nSteps to reach {ref_name}'s final held-out judge joint gain ({pts(ref['attributes']['joint']['gain'])}) "
+          f"and its toy_fidelity win rate ({pct(ref['fidelity']['win_rate'])}):\n")
+    print("| config | judge joint gain | toy_fidelity win rate |")
     print("|---|---|---|")
     for name in names:
         held = [r for r in results if r["config"] == name and r["split"] == "held_out"]
-        cells = []
-        for key in ("fidelity", "clip"):
-            goal = ref[key]["win_rate"]["mean"]
-            hit = next((r["step"] for r in held if r[key]["win_rate"]["mean"] >= goal), None)
-            cells.append(str(hit) if hit is not None else f"not reached in {held[-1]['step']}")
+        hit_j = next((r["step"] for r in held if r["attributes"]["joint"]["gain"]["mean"] >= goal), None)
+        hit_f = next((r["step"] for r in held if r["fidelity"]["win_rate"]["mean"] >= ref["fidelity"]["win_rate"]["mean"]),
+                     None)
+        cells = [str(h) if h is not None else f"not reached in {held[-1]['step']}" for h in (hit_j, hit_f)]
         print(f"| {name} | {cells[0]} | {cells[1]} |")
 
 

@@ -128,9 +128,8 @@ def evaluate(
     judge = next((n for n in reversed(list(scorers)) if "joint" in results[head]["attributes"].get(n, {})), None)
     ok = None
     if judge is not None:  # frames: green where the last judge with a joint verdict says everything is right
-        ok = [[bool(scores_ok[i]) for i in cols] for scores_ok in
-              (_score(scorers[judge], images[w][head][cols], [rows[head][0][i] for i in cols], device)[1]["joint"]
-               for w in ("base", "tuned"))]
+        ok = [[bool(v) for v in _score(scorers[judge], images[w][head][cols], [rows[head][0][i] for i in cols],
+                                      device)[1]["joint"]] for w in ("base", "tuned")]
     grid = report.save_grid([images["base"][head][cols], images["tuned"][head][cols]], out / "grid.png",
                             captions=[None, [rows[head][0][i] for i in cols]], ok=ok)
     settings = {"base": str(base), "tuned": str(tuned), "lora": lora, "reward": next(iter(scorers)),

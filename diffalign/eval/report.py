@@ -101,7 +101,7 @@ def write_report(out: str | Path, settings: dict, results: dict[str, dict]) -> t
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     lines = [
-        f"# Evaluation: tuned vs base",
+        "# Evaluation: tuned vs base",
         "",
         f"Base `{settings.get('base')}`, tuned `{settings.get('tuned')}`; guidance {settings.get('guidance_scale')}, "
         f"{settings.get('num_inference_steps')} steps; {settings.get('seeds_per_prompt')} seed(s) per prompt, the same "

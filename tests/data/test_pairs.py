@@ -88,3 +88,13 @@ def test_parquet_shards_by_split_and_folder_of_pairs(tmp_path):
         load_pairs(str(f))
     ps = load_pairs(str(f), on_bad_row="skip")
     assert len(ps) == 3 and ps.skipped == 1 and ps.caption(2) == "p2"
+
+
+def test_provenance_comes_from_the_parquet_metadata(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(pair_rows(2)).replace_schema_metadata({"diffalign.labelled_by": "toy_fidelity"})
+    pq.write_table(table, tmp_path / "p.parquet")
+    assert load_pairs(str(tmp_path / "p.parquet")).labelled_by == "toy_fidelity"
+    assert load_pairs(write_parquet(pair_rows(2), tmp_path / "q.parquet")).labelled_by is None

@@ -39,6 +39,7 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
     from diffalign.toy.image.scorer import score_fidelity
     from diffalign.toy.image.world import ShapesWorld, render
     from diffalign.toy.image.clip import clip_scores, load_toy_clip
+    from diffalign.toy.image.judge import judge_prompts, load_judge
 
     torch.set_num_threads(threads)
     asset_dir = Path(asset_dir) if asset_dir else image_asset_dir()
@@ -69,6 +70,16 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
     truth = torch.from_numpy(render(ShapesWorld().sample_specs(prompts, seed=seed)))
     fid_true = score_fidelity(truth, prompts)
     cs_true = clip_scores(clip, tok, truth, prompts)
+    judge = load_judge(asset_dir / "toy_judge")
+    jd, jd_true = judge_prompts(judge, images, prompts), judge_prompts(judge, truth, prompts)
+
+    def judged(r: dict) -> dict:  # the independent judge's verdicts (NaN rows: attribute not named)
+        out = {"toy_judge_joint": mean_ci(r["joint"].float().numpy(), binary=True)}
+        for a in ("colour", "shape", "background", "size"):
+            v = r[f"{a}_ok"].numpy()
+            out[f"toy_judge_{a}"] = mean_ci(v[~np.isnan(v)], binary=True)
+        return out
+
     report = {
         "asset_dir": str(asset_dir),
         "prompts": "held_out",
@@ -82,16 +93,18 @@ def run_image_report(n: int = 216, out: str | Path = "toy_report/image", asset_d
             "shape_accuracy": mean_ci(fid["shape_ok"].numpy(), binary=True),
             "background_accuracy": mean_ci(fid["background_ok"].numpy(), binary=True),
             "toy_clip": mean_ci(cs.numpy()),
+            **judged(jd),
         },
         "ground_truth_renders": {
             "toy_fidelity_graded": mean_ci(fid_true["graded"].numpy()),
             "joint_accuracy": mean_ci(fid_true["joint"].numpy(), binary=True),
             "toy_clip": mean_ci(cs_true.numpy()),
+            **judged(jd_true),
         },
     }
     k = min(grid_size, n)
     save_grid([images[i : i + 8] for i in range(0, k, 8)], out / "grid.png",
-              captions=[prompts[i : i + 8] for i in range(0, k, 8)], ok=[fid["joint"][i : i + 8].tolist() for i in range(0, k, 8)])
+              captions=[prompts[i : i + 8] for i in range(0, k, 8)], ok=[jd["joint"][i : i + 8].tolist() for i in range(0, k, 8)])
     report["grid"] = str(out / "grid.png")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(format_report(report))
@@ -106,13 +119,15 @@ def format_report(report: dict) -> str:
         f"(guidance {s['guidance_scale']}, {s['num_inference_steps']} DDIM steps; "
         f"pipeline load {report['seconds']['load']} s after imports, toy_clip load "
         f"{report['seconds']['toy_clip_load']} s, sampling {report['seconds']['sample']} s)",
-        f"{'metric':<22}{'base pipeline [95% CI]':>30}{'ground-truth renders':>26}",
+        f"{'metric':<24}{'base pipeline [95% CI]':>28}{'ground-truth renders':>26}",
     ]
     for key in ["toy_fidelity_graded", "joint_accuracy", "colour_accuracy", "shape_accuracy",
-                "background_accuracy", "toy_clip"]:
+                "background_accuracy", "toy_clip", "toy_judge_joint", "toy_judge_colour", "toy_judge_shape",
+                "toy_judge_background", "toy_judge_size"]:
         b = report["base"][key]
         t = report["ground_truth_renders"].get(key)
         ref = f"{t['mean']:.3f}" if t else ""
-        lines.append(f"{key:<22}{b['mean']:>12.3f} [{b['lo']:.3f}, {b['hi']:.3f}]{ref:>26}")
-    lines.append(f"grid: {report['grid']}")
+        lines.append(f"{key:<24}{b['mean']:>10.3f} [{b['lo']:.3f}, {b['hi']:.3f}]{ref:>26}")
+    lines.append("toy_fidelity labels the training pairs; toy_judge (trained on renders only) and toy_clip label nothing")
+    lines.append(f"grid: {report['grid']} (frames: toy_judge, green = everything the prompt names is right)")
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, Prompt, parse_lenient, parse_prompt, shape_coverage
+from diffalign.toy.image.world import BACKGROUNDS, COLOURS, SHAPES, SIZES, parse_lenient, parse_prompt, shape_coverage
 
 _PALETTE = torch.tensor(list(COLOURS.values()))  # [6, 3]
 _BG_PALETTE = torch.tensor(list(BACKGROUNDS.values()))  # [3, 3]
