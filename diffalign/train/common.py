@@ -132,12 +132,15 @@ def save_checkpoint(
     scheduler,
     state: dict,
     keep: int = 2,
+    tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``out_dir/checkpoint-<step>`` atomically and prune to the newest ``keep``.
 
     Args:
         trainable: name → tensor of the trainable weights (what changes during training).
         state: JSON-serialisable trainer state (step, epoch, loss state, …).
+        tensors: more tensors of the trainer state (e.g. a reference pool), written to
+            ``state.safetensors``.
     """
     out_dir = Path(out_dir)
     final = out_dir / f"{CKPT_PREFIX}{step:08d}"
@@ -149,6 +152,8 @@ def save_checkpoint(
     save_file(opt_t, tmp / "optimizer.safetensors")
     rng_t, rng_meta = _rng_state()
     save_file(rng_t, tmp / "rng.safetensors")
+    if tensors:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / "state.safetensors")
     meta = {"step": step, "trainer": state, "optimizer": opt_meta, "rng": rng_meta, "scheduler": scheduler.state_dict()}
     (tmp / "state.json").write_text(json.dumps(meta))
     (tmp / "COMPLETE").write_text("ok")
@@ -187,7 +192,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) ->
     optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"]))
     scheduler.load_state_dict(meta["scheduler"])
     _set_rng_state(load_file(path / "rng.safetensors"), meta["rng"])
-    return {"step": meta["step"], **meta["trainer"]}
+    extra = load_file(path / "state.safetensors") if (path / "state.safetensors").is_file() else {}
+    return {"step": meta["step"], **meta["trainer"], "_tensors": extra}
 
 
 def format_metrics(m: dict[str, float]) -> str:

@@ -16,8 +16,9 @@ function; the loop owns everything else::
   ``grad_norm`` and ``lr``: on the progress bar every step, in ``metrics.jsonl`` and the trackers
   every ``log_every`` steps and at the last step.
 * **Checkpoints** — every ``save_every`` steps (``common.save_checkpoint``: atomic, safetensors +
-  JSON): trainable weights, optimiser, schedule, RNG and the ``state_dict()`` of every object in
-  ``states`` (method state, reference strategy, …); ``resume: latest`` restores them all, so a
+  JSON): trainable weights, optimiser, schedule, RNG and the ``state_dict()`` (and
+  ``state_tensors()``, if it has them) of every object in ``states`` (method state, reference
+  strategy, …); ``resume: latest`` restores them all, so a
   resumed run ends with exactly the weights of an uninterrupted one.
 """
 
@@ -61,16 +62,23 @@ class Loop:
             return
         state = load_checkpoint(ckpt, self.model, opt, sched)
         self.step = state["step"]
+        tensors = state.get("_tensors", {})
         for key, obj in self.states.items():
             if key in state:
                 obj.load_state_dict(state[key])
+            mine = {k[len(key) + 1 :]: v for k, v in tensors.items() if k.startswith(key + "/")}
+            if mine and hasattr(obj, "load_state_tensors"):
+                obj.load_state_tensors(mine)
         self.acc.print(f"[resume] {ckpt} (step {self.step})")
 
     def _save(self, opt, sched) -> None:
         model = self.acc.unwrap_model(self.model)
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        tensors = {f"{k}/{n}": v for k, obj in self.states.items() if hasattr(obj, "state_tensors")
+                   for n, v in obj.state_tensors().items()}
         save_checkpoint(self.cfg.output_dir, self.step, trainable, opt, sched,
-                        {k: obj.state_dict() for k, obj in self.states.items()}, keep=self.cfg.keep_checkpoints)
+                        {k: obj.state_dict() for k, obj in self.states.items()}, keep=self.cfg.keep_checkpoints,
+                        tensors=tensors)
 
     def run(
         self,

@@ -49,5 +49,55 @@ def test_strategies_hand_out_their_denoisers(sd_path):
     assert isinstance(off, AdapterOff)
     torch.testing.assert_close(off.denoiser()(*x), before, rtol=1e-6, atol=1e-6)  # adapters off = the initial U-Net
     assert isinstance(make_reference("none", unet), NoReference) and make_reference("none", unet).denoiser() is None
-    with pytest.raises(ValueError, match="unknown reference strategy 'ema'"):
-        make_reference("ema", unet)
+    with pytest.raises(ValueError, match="unknown reference strategy 'lagrange'"):
+        make_reference("lagrange", unet)
+
+
+class _Policy(torch.nn.Module):
+    """A frozen base and a trainable adapter weight: what the moving strategies follow."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+        self.adapter = torch.nn.Parameter(torch.zeros(2))
+
+
+def _set(policy, v):
+    with torch.no_grad():
+        policy.adapter.fill_(v)
+
+
+def test_periodic_copy_and_ema_follow_the_policy():
+    from diffalign.models.reference import EMA, PeriodicCopy
+
+    pol = _Policy()
+    per, ema = PeriodicCopy(pol, every=2), EMA(pol, decay=0.75)
+    for step, v in enumerate([1.0, 2.0, 3.0], start=1):
+        _set(pol, v)
+        per.update(step, pol)
+        ema.update(step, pol)
+    assert per.unet.adapter.tolist() == [2.0, 2.0]  # copied at step 2 only
+    by_hand = 0.0
+    for v in (1.0, 2.0, 3.0):
+        by_hand = 0.75 * by_hand + 0.25 * v
+    assert ema.unet.adapter[0].item() == pytest.approx(by_hand) and not ema.unet.adapter.requires_grad
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        EMA(pol, decay=1.0)
+
+
+def test_checkpoint_pool_keeps_the_initial_snapshot_caps_its_size_and_resumes():
+    from diffalign.models.reference import CheckpointPool
+
+    pol = _Policy()
+    pool = CheckpointPool(pol, every=1, size=3, seed=0)
+    for step in range(1, 6):
+        _set(pol, float(step))
+        pool.update(step, pol)
+    assert [s for s, _ in pool.pool] == [0, 4, 5] and len(pool.pool) <= 3  # initial kept, oldest later ones dropped
+    draws = [pool.draw() for _ in range(60)]
+    assert set(draws) == {0, 4, 5} and pool.unet.adapter[0].item() == float(draws[-1])
+    state, tensors = pool.state_dict(), pool.state_tensors()
+    again = CheckpointPool(_Policy(), every=1, size=3, seed=123)
+    again.load_state_dict(state)
+    again.load_state_tensors(tensors)
+    assert [pool.draw() for _ in range(20)] == [again.draw() for _ in range(20)]  # same pool, same generator
