@@ -13,35 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data.prompts import read_prompts
+
 __all__ = ["read_prompts", "evaluate"]
-
-
-def read_prompts(path: str | Path, splits: list[str] | None = None, max_prompts: int | None = None) -> dict[str, list[str]]:
-    """Prompts by split from a JSON list / ``{split: [...]}`` file or a text file (one per line).
-
-    Returns:
-        dict: split → prompts (``{"prompts": [...]}`` for a plain list); ``splits`` selects and
-        orders the keys of a mapping; ``max_prompts`` keeps the first ones of each split.
-    """
-    return {k: v[:max_prompts] for k, v in _read_prompts(path, splits).items()}
-
-
-def _read_prompts(path: str | Path, splits: list[str] | None) -> dict[str, list[str]]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"eval.prompts: {p} does not exist")
-    if p.suffix == ".json":
-        data = json.loads(p.read_text())
-        if isinstance(data, list):
-            return {"prompts": [str(x) for x in data]}
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: expected a list of prompts or a mapping split -> prompts")
-        keys = splits or list(data)
-        missing = [k for k in keys if k not in data]
-        if missing:
-            raise ValueError(f"{p}: no split(s) {missing} (has {sorted(data)})")
-        return {k: [str(x) for x in data[k]] for k in keys}
-    return {"prompts": [line.strip() for line in p.read_text().splitlines() if line.strip()]}
 
 
 def evaluate(

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from diffalign.eval import evaluate, read_prompts
+from diffalign.eval import evaluate
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec
 
 
@@ -28,15 +28,6 @@ class Redness(Reward):
         ok = (red > 0.5).float()
         nan = torch.full_like(ok, float("nan"))
         return RewardResult(red, {"red_ok": ok, "square_ok": nan, "joint": ok})
-
-
-def test_read_prompts(tmp_path):
-    (tmp_path / "p.json").write_text(json.dumps({"train": ["a"], "held_out": ["b", "c"]}))
-    assert read_prompts(tmp_path / "p.json", ["held_out", "train"]) == {"held_out": ["b", "c"], "train": ["a"]}
-    with pytest.raises(ValueError, match=r"no split\(s\) \['test'\]"):
-        read_prompts(tmp_path / "p.json", ["test"])
-    (tmp_path / "p.txt").write_text("x\n\ny\n")
-    assert read_prompts(tmp_path / "p.txt") == {"prompts": ["x", "y"]}
 
 
 def test_evaluate_writes_grid_and_reports(sd_path, lora_out, tmp_path, capsys):

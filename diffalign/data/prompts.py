@@ -1,0 +1,51 @@
+"""Prompt sets: JSON (a list, or ``{split: [prompts]}``), text (one per line) or parquet (a column).
+
+Used by evaluation (fixed prompts and seeds) and by the online trainer (the prompts it samples).
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["read_prompts"]
+
+
+def read_prompts(path: str | Path, splits: list[str] | None = None, max_prompts: int | None = None,
+                 column: str = "caption") -> dict[str, list[str]]:
+    """Prompts by split from a JSON list / ``{split: [...]}`` file, a text file (one per line) or a
+    parquet file (the distinct values of ``column``, in first-seen order, as split ``prompts``).
+
+    Returns:
+        dict: split → prompts (``{"prompts": [...]}`` for a plain list); ``splits`` selects and
+        orders the keys of a mapping; ``max_prompts`` keeps the first ones of each split.
+    """
+    return {k: v[:max_prompts] for k, v in _read_prompts(path, splits, column).items()}
+
+
+def _read_prompts(path: str | Path, splits: list[str] | None, column: str = "caption") -> dict[str, list[str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompts: {p} does not exist")
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(p, columns=[column]) if column in pq.read_schema(p).names else None
+        if table is None:
+            raise ValueError(f"{p}: no column {column!r} (columns: {', '.join(pq.read_schema(p).names)})")
+        return {"prompts": list(dict.fromkeys(str(x) for x in table[column].to_pylist()))}
+    if p.suffix == ".json":
+        data = json.loads(p.read_text())
+        if isinstance(data, list):
+            return {"prompts": [str(x) for x in data]}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a list of prompts or a mapping split -> prompts")
+        keys = splits or list(data)
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"{p}: no split(s) {missing} (has {sorted(data)})")
+        return {k: [str(x) for x in data[k]] for k in keys}
+    return {"prompts": [line.strip() for line in p.read_text().splitlines() if line.strip()]}
+
+
