@@ -10,6 +10,7 @@ import importlib
 METHODS: dict[str, str] = {
     "diffusion_dpo": "diffalign.methods.diffusion_dpo:DiffusionDPO",
     "inpo": "diffalign.methods.inpo:InPO",
+    "dragon": "diffalign.methods.dragon:Dragon",
 }
 
 __all__ = ["METHODS", "method_class"]

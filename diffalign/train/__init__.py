@@ -8,6 +8,7 @@ training loop; they differ in where the next batch comes from:
 |---|---|---|
 | ``text`` | text preference pairs | ``text.py`` |
 | ``diffusion`` | image preference pairs (offline) | ``offline.py`` |
+| ``online`` | the policy's own samples, scored by a reward | ``online.py`` |
 
 Add a trainer: ``train/<name>.py`` (+ its config schema) on ``loop.py``, and one row here.
 """
@@ -40,6 +41,8 @@ TRAINERS: dict[str, Trainer] = {
                     "DPO-family training of a causal LM on preference pairs"),
     "diffusion": Trainer("diffalign.train.offline_config:DiffusionTrainConfig", "diffalign.train.offline:run",
                          "offline preference training of a diffusion model on image pairs"),
+    "online": Trainer("diffalign.train.online_config:OnlineTrainConfig", "diffalign.train.online:run",
+                      "online training of a diffusion model on its own scored samples (DRAGON, online DPO)"),
 }
 
 

@@ -31,7 +31,7 @@ from .common import make_accelerator
 from .loop import Loop
 from .offline_config import SERVES, DiffusionTrainConfig
 
-__all__ = ["DiffusionTrainer", "run"]
+__all__ = ["DiffusionTrainer", "save_model", "run"]
 
 _MP = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -135,13 +135,17 @@ class DiffusionTrainer:
     # ---- output -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """A LoRA folder (``load_lora_weights``) or, for full fine-tuning, a whole pipeline folder."""
-        path = Path(path)
-        self.acc.wait_for_everyone()
-        if not self.acc.is_main_process:
-            return path
-        unet = self.acc.unwrap_model(self.unet)
-        family = self.comp.family
-        return family.save_lora(unet, path) if self.cfg.model.lora is not None else family.save_pipeline(self.comp, unet, path)
+        return save_model(self.acc, self.comp, self.unet, self.cfg.model.lora is not None, path)
+
+
+def save_model(acc, comp, unet, lora: bool, path: str | Path) -> Path:
+    """Save a trained U-Net as a LoRA folder (``load_lora_weights``) or a whole pipeline folder (main process)."""
+    path = Path(path)
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return path
+    unet = acc.unwrap_model(unet)
+    return comp.family.save_lora(unet, path) if lora else comp.family.save_pipeline(comp, unet, path)
 
 
 def run(cfg: DiffusionTrainConfig) -> dict:
