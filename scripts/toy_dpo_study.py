@@ -1,4 +1,7 @@
-"""Toy Diffusion-DPO recipe study under the independent judge: train variants, evaluate each at N and 2N steps.
+"""Toy recipe study under the independent judge: train variants, evaluate each at N and 2N steps.
+
+Works for the offline trainer (``configs/toy/diffusion_dpo.yaml``, the default) and the online one
+(``--config configs/toy/dragon_fidelity.yaml``).
 
 Every variant trains once for ``2N`` steps (constant learning rate, so the policy at step N is the
 policy an N-step run ends with) and is evaluated at steps N and 2N against the base pipeline on a
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from diffalign.sampling.pipeline import sample
     from diffalign.train import load_config
     from diffalign.train.offline import DiffusionTrainer
+    from diffalign.train.online import OnlineTrainer
 
     args.out.mkdir(parents=True, exist_ok=True)
     base_cfg = load_config(args.config)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         n = args.steps or base_cfg.train.max_steps
         cfg = load_config(args.config, overrides + [f"train.max_steps={2 * n}", "train.lr_schedule=constant",
                                                    f"train.output_dir={args.out / name}", "train.save_every=0"])
-        trainer = DiffusionTrainer(cfg)
+        trainer = (OnlineTrainer if hasattr(cfg, "rollout") else DiffusionTrainer)(cfg)
         unet = trainer.acc.unwrap_model(trainer.unet)
         pipe = StableDiffusionPipeline(**{**base_pipe.components, "unet": unet})
         pipe.set_progress_bar_config(disable=True)

@@ -13,7 +13,10 @@ and counted.
   order within the prompt (best D⁺ with worst D⁻, …);
 * ``quantile`` — over the whole round, the top ``q`` of scores form D⁺ and the bottom ``q`` D⁻,
   paired in rank order across prompts (for set-level rewards whose values are comparable across
-  prompts).
+  prompts);
+* ``dataset_mix`` (``mix_pairs``) — per prompt, its dataset sample (an anchor row ``G·K + g``)
+  against each of its ``K`` on-policy samples: SePPO's (winner, reference sample) pairs. Needs no
+  scores.
 
 Pairs built from unpaired splits are fed to the loss core's paired kinds (``sigmoid``) or, with
 ``kind: kto``, read as (desirable, undesirable) — Diffusion-KTO, DRAGON's unpaired surrogate.
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["BUILDERS", "BuiltPairs", "build_pairs"]
+__all__ = ["BUILDERS", "BuiltPairs", "build_pairs", "mix_pairs"]
 
 BUILDERS = ("best_worst", "margin", "advantage", "quantile")
 
@@ -84,3 +87,12 @@ def build_pairs(scores: torch.Tensor, k: int, kind: str = "best_worst", margin: 
     t = torch.tensor(pairs, dtype=torch.long).view(-1, 2)
     stats = {"groups": int(s.shape[0]), "groups_without_spread": int((~live).sum()), "pairs": int(t.shape[0])}
     return BuiltPairs(t, stats)
+
+
+def mix_pairs(groups: int, k: int) -> BuiltPairs:
+    """``dataset_mix``: ``[G·K, 2]`` pairs ``(G·K + g, g·K + j)`` — prompt ``g``'s dataset sample
+    (anchor row) first, then each of its ``K`` on-policy samples."""
+    n = groups * k
+    rows = torch.arange(n)
+    t = torch.stack([n + rows // k, rows], dim=1)
+    return BuiltPairs(t, {"groups": groups, "groups_without_spread": 0, "pairs": n})

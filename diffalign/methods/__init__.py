@@ -1,7 +1,7 @@
 """Diffusion preference methods, one per file; explicit registry name → "module:Class".
 
 Each method implements the ``Method`` protocol of ``base.py``: it declares what it needs
-(reference, rollouts, reward, inversion) and computes a loss from a batch with the shared
+(reference, rollouts, reward, inversion, winners) and computes a loss from a batch with the shared
 core. Trainers branch on the declarations, never on names.
 """
 
@@ -11,6 +11,7 @@ METHODS: dict[str, str] = {
     "diffusion_dpo": "diffalign.methods.diffusion_dpo:DiffusionDPO",
     "inpo": "diffalign.methods.inpo:InPO",
     "dragon": "diffalign.methods.dragon:Dragon",
+    "seppo": "diffalign.methods.seppo:SePPO",
 }
 
 __all__ = ["METHODS", "method_class"]

@@ -158,6 +158,7 @@ class DiffusionDPO(Method):
                 err_ref = self.errors(reference, batch, noised, weight).detach()
         # 3. scores s = −err → the shared core (β_core = β/2): Eq. 14 for kind 'sigmoid'
         scores = pair_scores(err, err_ref, self.loss_needs)
+        scores, extra = self.adjust_scores(scores)  # SePPO: the anchor criterion scales the loser's term
         out = preference_loss(scores, self.kinds, self.core, self.state)
         per_pair = out.per_pair  # [B]
         label = batch.label
@@ -167,7 +168,11 @@ class DiffusionDPO(Method):
             p = label.to(per_pair)
             per_pair = p * per_pair + (1 - p) * rev
         loss = per_pair.mean()
-        return MethodOutput(loss, self._metrics(out, err, err_ref, loss), per_pair.detach())
+        return MethodOutput(loss, {**self._metrics(out, err, err_ref, loss), **extra}, per_pair.detach())
+
+    def adjust_scores(self, scores: PreferenceBatch) -> tuple[PreferenceBatch, dict]:
+        """Step 3a, between the scores and the core: identity here (SePPO applies its anchor criterion)."""
+        return scores, {}
 
     @torch.no_grad()
     def _metrics(self, out, err, err_ref, loss) -> dict:

@@ -31,6 +31,8 @@ class Groups:
         seeds (list[int]): ``G·K`` sampling seeds.
         scores (torch.Tensor | None): ``[G·K]`` rewards (NaN: not applicable).
         details (dict): the reward's per-sample details (``[G·K]`` each).
+        anchors (torch.Tensor | None): ``[G, C, h, w]`` a dataset sample per prompt (SePPO's
+            winning image), addressed as rows ``G·K + g`` by builders and ``latent`` / ``prompt_of``.
     """
 
     prompts: list[str]
@@ -40,9 +42,21 @@ class Groups:
     seeds: list[int]
     scores: torch.Tensor | None = None
     details: dict | None = None
+    anchors: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        """Sampled rows ``G·K`` (anchor rows follow them)."""
+        return self.latents.shape[0]
 
     def prompt_of(self, row: int) -> str:
-        return self.prompts[row // self.k]
+        return self.prompts[row - self.n if row >= self.n else row // self.k]
+
+    def latent(self, rows: torch.Tensor) -> torch.Tensor:
+        """Clean latents ``[len(rows), C, h, w]`` of sample rows (``< G·K``) and anchor rows (``≥ G·K``)."""
+        if self.anchors is None:
+            return self.latents[rows]
+        return torch.cat([self.latents, self.anchors.to(self.latents)])[rows]
 
 
 @torch.no_grad()

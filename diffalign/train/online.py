@@ -57,6 +57,23 @@ def build_reward(cfg):
     return LeaveOneOut(reward) if reward.spec.scope == "set" else reward
 
 
+def _winners(cfg, comp, acc):
+    """The ``PairBatcher`` of the ``data:`` section, whose preferred images are the dataset winners
+    (cached latents when ``data.cache``)."""
+    from ..data.batches import PairBatcher
+    from ..data.pairs import load_pairs
+
+    d, m = cfg.data, cfg.model
+    pairs = load_pairs(d.source, d.split, (d.caption_column, d.image_0_column, d.image_1_column, d.label_column),
+                       d.on_bad_row, d.ties, d.max_pairs, d.allow_eval_split)
+    acc.print(f"[data] {pairs.source.name}: {len(pairs)} pairs, their preferred images are the winners"
+              f" ({pairs.ties} ties dropped, {pairs.skipped} bad rows skipped)")
+    batcher = PairBatcher(pairs, comp, d, cfg.train.seed, acc.device, {"vae": m.vae, "vae_dtype": m.vae_dtype})
+    if d.cache:
+        batcher.build_cache(acc)
+    return batcher
+
+
 class OnlineTrainer:
     """Online preference training of a text-to-image diffusion model.
 
@@ -102,10 +119,15 @@ class OnlineTrainer:
         self.unet = unet.to(dev).train()
         if self.strategy not in ("none", "adapter_off", "frozen_copy"):  # moving strategies follow the adapted policy
             self.reference = make_reference(self.strategy, unet, **ref_kw)
-        self.reward = build_reward(cfg.reward).to(dev).eval()
-        self.prompts = read_prompts(r.prompts, [r.split] if r.split else None)[r.split or "prompts"]
+        self.reward = build_reward(cfg.reward).to(dev).eval() if cfg.reward is not None else None
+        self.batcher = None
+        if self.method.needs_winners:  # dataset winners (SePPO): the rounds sample their prompts
+            self.batcher = _winners(cfg, self.comp, self.acc)
+            self.prompts = [self.batcher.pairs.caption(p) for p in self.batcher.positions]
+        else:
+            self.prompts = read_prompts(r.prompts, [r.split] if r.split else None)[r.split or "prompts"]
         if not self.prompts:
-            raise ValueError(f"rollout.prompts: {r.prompts} holds no prompts")
+            raise ValueError(f"rollout.prompts: {r.prompts or cfg.data.source} holds no prompts")
         family = self.comp.family
         self.pipe = family.pipeline_class().from_pretrained(self.comp.path, unet=self.unet, **family.pipeline_parts(self.comp))
         self.pipe.set_progress_bar_config(disable=True)
@@ -138,7 +160,8 @@ class OnlineTrainer:
         n = len(self.prompts)
         start = (rnd * r.prompts_per_round) % n  # prompts cycle through a fixed shuffle of the set
         order = np.random.default_rng([self.cfg.train.seed, 7]).permutation(n).tolist() * (r.prompts_per_round // n + 2)
-        prompts = [self.prompts[i] for i in order[start : start + r.prompts_per_round]]
+        picked = order[start : start + r.prompts_per_round]
+        prompts = [self.prompts[i] for i in picked]
         seeds = rng.integers(0, 2**31 - 1, size=len(prompts) * r.samples_per_prompt).tolist()
         draw = getattr(self.reference, "draw", None)
         if draw is not None:
@@ -159,16 +182,21 @@ class OnlineTrainer:
             with ctx:
                 t0 = time.perf_counter()
                 groups = roll_out(pipe, lambda z: self.comp.family.decode_samples(self.comp, z), prompts,
-                                  r.samples_per_prompt, seeds, r.guidance_scale, r.num_inference_steps, self._score,
-                                  r.chunk, r.overlap_scoring)
+                                  r.samples_per_prompt, seeds, r.guidance_scale, r.num_inference_steps,
+                                  self._score if self.reward is not None else None, r.chunk, r.overlap_scoring)
                 secs = time.perf_counter() - t0
         finally:
             pipe.unet = model
             model.train()
+        if self.batcher is not None:  # the winners of the prompts, in latent space: anchor rows G·K + g
+            positions = [self.batcher.positions[i] for i in picked]
+            groups.anchors = self.batcher.make_batch(positions, epoch=rnd).chosen.float().cpu()
+        self.round_stats.update({"round": float(rnd), "rollout/samples_per_s": len(seeds) / secs})
+        if groups.scores is None:
+            return groups
         finite = groups.scores[torch.isfinite(groups.scores)]
-        self.round_stats.update({"round": float(rnd), "reward/mean": float(finite.mean()) if finite.numel() else float("nan"),
-                                 "reward/std": float(finite.std()) if finite.numel() > 1 else float("nan"),
-                                 "rollout/samples_per_s": len(seeds) / secs})
+        self.round_stats.update({"reward/mean": float(finite.mean()) if finite.numel() else float("nan"),
+                                 "reward/std": float(finite.std()) if finite.numel() > 1 else float("nan")})
         for k, v in (groups.details or {}).items():
             fv = v[torch.isfinite(v)]
             if fv.numel():
@@ -190,7 +218,7 @@ class OnlineTrainer:
         h, w = groups.samples.shape[-2:]
         tids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).repeat(len(rows), 1)
         cond = self.comp.family.conditioning(self._text_of(prompts), tids)
-        b = PairBatch(groups.latents[pairs[:, 0]], groups.latents[pairs[:, 1]], cond,
+        b = PairBatch(groups.latent(pairs[:, 0]), groups.latent(pairs[:, 1]), cond,
                       torch.ones(pairs.shape[0]), rows[: pairs.shape[0]])
         return b.to(self.acc.device)
 
@@ -228,7 +256,9 @@ class OnlineTrainer:
         k = groups.k
         n = min(8, len(groups.prompts))
         rows = [groups.samples[g * k : (g + 1) * k] for g in range(n)]
-        caps = [[f"{groups.prompts[g]} {float(groups.scores[g * k + j]):.2f}" for j in range(k)] for g in range(n)]
+        sc = groups.scores
+        caps = [[groups.prompts[g] + ("" if sc is None else f" {float(sc[g * k + j]):.2f}") for j in range(k)]
+                for g in range(n)]
         save_grid(rows, Path(self.cfg.train.output_dir) / "grids" / f"round-{rnd:05d}.png", captions=caps)
 
     # ---- the loop ---------------------------------------------------------------------------

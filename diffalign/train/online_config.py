@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 from ..methods.base import MethodConfig
 from .config_common import LoopConfig, LossConfig
-from .offline_config import DiffusionModelConfig, EvalConfig
+from .offline_config import DiffusionModelConfig, EvalConfig, PairDataConfig
 
 __all__ = ["RolloutConfig", "OnlineRewardConfig", "OnlineReferenceConfig", "OnlineTrainConfig", "SERVES"]
 
 #: The method needs this trainer serves.
-SERVES = frozenset({"reference", "rollouts", "reward", "inversion"})
+SERVES = frozenset({"reference", "rollouts", "reward", "inversion", "winners"})
 
 
 @dataclass
@@ -28,7 +28,8 @@ class RolloutConfig:
     """What a round samples.
 
     Attributes:
-        prompts: a prompt file (``data/prompts.py``: JSON list or ``{split: [...]}``, text, parquet).
+        prompts: a prompt file (``data/prompts.py``: JSON list or ``{split: [...]}``, text, parquet);
+            null for a method that samples the prompts of its ``data:`` winners (SePPO).
         split: the JSON key to sample from (e.g. ``train``); null for a plain list.
         prompts_per_round: distinct prompts per round (drawn without replacement, cycling the set).
         samples_per_prompt: K samples per prompt (a group).
@@ -37,7 +38,7 @@ class RolloutConfig:
         overlap_scoring: score a chunk in a worker thread while the next one samples (same results).
     """
 
-    prompts: str
+    prompts: str | None = None
     split: str | None = None
     prompts_per_round: int = 16
     samples_per_prompt: int = 4
@@ -94,6 +95,10 @@ class OnlineTrainConfig:
     """``trainer: online`` — preference optimisation of a diffusion model on its own samples.
 
     Attributes:
+        reward: the training reward (required by methods that need one, e.g. DRAGON; optional
+            otherwise, then it only logs the rollouts' scores).
+        data: preference pairs whose preferred images are a method's dataset winners (SePPO);
+            each round then samples the prompts of ``prompts_per_round`` of them.
         inner_steps: optimiser steps per round on the round's pairs.
         grid_every: write a grid of the round's samples every this many rounds (null: never).
         method: ``dragon`` (default) or another method whose needs this trainer serves.
@@ -102,7 +107,8 @@ class OnlineTrainConfig:
     trainer: Literal["online"]
     model: DiffusionModelConfig
     rollout: RolloutConfig
-    reward: OnlineRewardConfig
+    reward: OnlineRewardConfig | None = None
+    data: PairDataConfig | None = None
     loss: LossConfig = field(default_factory=lambda: LossConfig(beta=5000.0))
     reference: OnlineReferenceConfig = field(default_factory=OnlineReferenceConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
@@ -121,6 +127,15 @@ class OnlineTrainConfig:
         if missing:
             raise ValueError(f"method {self.method.name!r} needs {', '.join(NEEDS[n] for n in sorted(missing))}; "
                              "trainer 'online' cannot serve it")
+        needs = method_class(self.method.name).class_needs()
+        if "reward" in needs and self.reward is None:
+            raise ValueError(f"method {self.method.name!r} needs a training reward: set reward.name or reward.weights")
+        if "winners" in needs and self.data is None:
+            raise ValueError(f"method {self.method.name!r} trains on dataset winners: set data.source (preference pairs)")
+        if self.data is not None and "winners" not in needs:
+            raise ValueError(f"data: is read only by methods that need dataset winners; {self.method.name!r} does not")
+        if self.data is None and self.rollout.prompts is None:
+            raise ValueError("rollout.prompts is required (a prompt file) unless the method samples its data's prompts")
         if self.train.max_steps is None:
             raise ValueError("train.max_steps is required for trainer: online (rounds × inner_steps)")
         if self.inner_steps < 1:

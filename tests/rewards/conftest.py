@@ -42,12 +42,14 @@ def built_rewards():
     from diffalign.rewards import load
 
     cache = {}
+    # rewards that need arguments to exist at all (an exemplar set)
+    kwargs = {"exemplar_similarity": {"embedder": "toy_clip", "texts": ["a red circle", "a blue square"]}}
 
     def get(name):
         if name not in cache:
             torch.manual_seed(0)
             with no_network():
-                cache[name] = load(name)
+                cache[name] = load(name, **kwargs.get(name, {}))
         return cache[name]
 
     return get
