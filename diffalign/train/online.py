@@ -293,6 +293,10 @@ def run(cfg: OnlineTrainConfig) -> dict:
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     t0 = time.time()
     trainer = OnlineTrainer(cfg)
+    # the scorer to mark beside the evaluation: the training reward, else the labeller of the winners' data
+    trained_on = cfg.reward.name if cfg.reward is not None else None
+    if trained_on is None and trainer.batcher is not None:
+        trained_on = trainer.batcher.pairs.labelled_by
     last = trainer.train()
     final = trainer.save(out / "final")
     acc = trainer.acc
@@ -303,11 +307,15 @@ def run(cfg: OnlineTrainConfig) -> dict:
         from ..eval import evaluate, read_prompts
 
         e = cfg.eval
-        trained_on = cfg.reward.name if cfg.reward.name else None
-        summary["eval"] = evaluate(cfg.model.path, str(final), read_prompts(e.prompts, e.splits, e.max_prompts), e.reward,
+        headline = e.reward
+        if cfg.reward is not None and cfg.reward.name == e.reward and cfg.reward.kwargs:
+            headline = build_reward(cfg.reward)  # the training reward with its arguments (e.g. its exemplar set)
+        t1 = time.time()
+        summary["eval"] = evaluate(cfg.model.path, str(final), read_prompts(e.prompts, e.splits, e.max_prompts), headline,
                                    e.out or out / "eval", e.seeds_per_prompt, e.seed, e.guidance_scale,
                                    e.num_inference_steps, e.batch_size, e.grid_columns, print_fn=acc.print,
                                    judges=e.judges, labelled_by=trained_on)
+        summary["eval_seconds"] = round(time.time() - t1, 1)
     if acc.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

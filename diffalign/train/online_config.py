@@ -48,8 +48,8 @@ class RolloutConfig:
     overlap_scoring: bool = True
 
     def validate(self) -> None:
-        if self.prompts_per_round < 1 or self.samples_per_prompt < 2:
-            raise ValueError("rollout: prompts_per_round must be ≥ 1 and samples_per_prompt ≥ 2 (a group needs a spread)")
+        if self.prompts_per_round < 1 or self.samples_per_prompt < 1:
+            raise ValueError("rollout: prompts_per_round and samples_per_prompt must be ≥ 1")
 
 
 @dataclass
@@ -130,6 +130,9 @@ class OnlineTrainConfig:
         needs = method_class(self.method.name).class_needs()
         if "reward" in needs and self.reward is None:
             raise ValueError(f"method {self.method.name!r} needs a training reward: set reward.name or reward.weights")
+        if "reward" in needs and self.rollout.samples_per_prompt < 2:
+            raise ValueError(f"rollout.samples_per_prompt must be ≥ 2 for {self.method.name!r}: pairs come from the "
+                             "spread of a prompt's samples")
         if "winners" in needs and self.data is None:
             raise ValueError(f"method {self.method.name!r} trains on dataset winners: set data.source (preference pairs)")
         if self.data is not None and "winners" not in needs:

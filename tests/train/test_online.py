@@ -81,7 +81,7 @@ def test_config_rules(ocfg):
 
     with pytest.raises(ConfigError, match="save_every \\(3\\) must be a multiple of inner_steps \\(2\\)"):
         ocfg(train={"save_every": 3})
-    with pytest.raises(ConfigError, match="samples_per_prompt ≥ 2"):
+    with pytest.raises(ConfigError, match="samples_per_prompt must be ≥ 2"):
         ocfg(rollout={"samples_per_prompt": 1})
     with pytest.raises(ConfigError, match="set exactly one of name and weights"):
         ocfg(reward={"name": "toy_fidelity", "weights": {"toy_clip": 1.0}})
