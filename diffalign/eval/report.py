@@ -78,6 +78,8 @@ def _num(d: dict, signed: bool = False) -> str:
 def summary_line(split: str, reward: str, r: dict) -> str:
     """One printed line per split and scorer (marked when the scorer labelled the training data)."""
     mark = " [labelled the training data]" if r.get("labelled_training_data") else ""
+    if not r["n"]:
+        return f"{split}: n=0 {reward}: not applicable to any sample of this split (it scored NaN){mark}"
     return (f"{split}: n={r['n']} {reward} win rate vs base {_pct(r['win_rate'])} "
             f"(wins {r['wins']}, ties {r['ties']}, losses {r['losses']}); mean {r['base']['mean']:.4f} -> "
             f"{r['tuned']['mean']:.4f}, gain {_num(r['gain'], True)} (95% CI){mark}")
@@ -115,6 +117,9 @@ def write_report(out: str | Path, settings: dict, results: dict[str, dict]) -> t
     for split, r in results.items():
         for name, x in r["scorers"].items():
             mark = " (labeller)" if x.get("labelled_training_data") else ""
+            if not x["n"]:
+                lines.append(f"| {split} | {name}{mark} | 0 | — | — | — | not applicable (NaN) |")
+                continue
             lines.append(f"| {split} | {name}{mark} | {x['n']} | {_num(x['base'])} | {_num(x['tuned'])} | "
                          f"{_num(x['gain'], True)} | {_pct(x['win_rate'])} |")
     attr_rows = [(split, name, k, a) for split, r in results.items() for name, attrs in r["attributes"].items()

@@ -241,10 +241,13 @@ class OnlineTrainer:
                       "groups_without_spread": built.stats["groups_without_spread"] / max(1, built.stats["groups"])})
             order = torch.randperm(len(built), generator=torch.Generator().manual_seed(cfg.train.seed * 7919 + rnd))
             self._maybe_grid(rnd, groups)
+            t0, done = time.perf_counter(), per_round - m
             while m < per_round:
                 idx = order[torch.arange(m * bs, (m + 1) * bs) % len(built)]
                 yield self.batch(groups, built.pairs[idx])
                 m += 1
+            # the update's throughput of this round (logged with the next one): the loop's work between yields
+            g["update/pairs_per_s"] = done * bs / max(time.perf_counter() - t0, 1e-9)
             rnd, m = rnd + 1, 0
 
     def _maybe_grid(self, rnd: int, groups) -> None:
@@ -264,7 +267,9 @@ class OnlineTrainer:
     # ---- the loop ---------------------------------------------------------------------------
     def compute(self, model: torch.nn.Module, batch):
         out = self.method.compute_loss(batch, Denoiser(model), self.reference.denoiser())
-        return out.loss, {**out.metrics, **self.round_stats}
+        pool = getattr(self.reference, "pool", None)
+        extra = {} if pool is None else {"reference/pool_size": float(len(pool))}
+        return out.loss, {**out.metrics, **self.round_stats, **extra}
 
     def train(self, until: int | None = None, on_step=None) -> dict:
         """Run the rounds (resuming when ``train.resume`` is set); returns the last metrics."""

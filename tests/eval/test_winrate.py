@@ -23,3 +23,14 @@ def test_mean_ci():
     assert ci["mean"] == 0.5 and ci["lo"] < 0.5 < ci["hi"] and ci["n"] == 4
     wilson = mean_ci([1, 1, 1, 1], binary=True)
     assert wilson["hi"] == pytest.approx(1.0) and 0.4 < wilson["lo"] < 0.6
+
+
+def test_a_scorer_with_no_finite_score_on_a_split_says_not_applicable():
+    """An instance-to-set reward with no exemplars for a split's prompts scores NaN: one clear line, no 'nan%'."""
+
+    from diffalign.eval.report import summary_line
+
+    r = compare(np.full(4, np.nan), np.full(4, np.nan))
+    assert r["n"] == 0
+    line = summary_line("held_out", "exemplar_similarity", {**r, "labelled_training_data": True})
+    assert "not applicable" in line and "nan" not in line.lower().replace("scored nan", "")

@@ -116,7 +116,8 @@ def test_seppo_rounds_pair_dataset_winners_with_reference_samples(ocfg, pairs_pa
     sizes = []
     last = tr.train(on_step=lambda step, m: sizes.append(len(tr.reference.pool)))
     assert math.isfinite(last["loss"]) and "anchor/flip" in last and "reference/drawn_step" in last
-    assert max(sizes) <= 2 and sizes[-1] == 2
+    assert max(sizes) <= 2 and sizes[-1] == 2 and last["reference/pool_size"] == sizes[-1]
+    assert last["update/pairs_per_s"] > 0 and last["rollout/samples_per_s"] > 0
 
 
 def test_online_config_needs(ocfg, pairs_parquet):
