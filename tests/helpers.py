@@ -108,3 +108,17 @@ def probe(xl: bool = False):
 def trainable(module):
     """Copies of the trainable parameters, by name."""
     return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def recording(unet, seen: list, grad_only: bool = False):
+    """A ``Denoiser`` of ``unet`` that appends ``(x_t, t)`` of each call to ``seen`` (only calls with
+    gradients enabled when ``grad_only``: the loss forward, not an inversion) — for shared-noise tests."""
+    from diffalign.models.denoiser import Denoiser
+
+    class Recorder(Denoiser):
+        def __call__(self, x_t, t, cond):
+            if not grad_only or torch.is_grad_enabled():
+                seen.append((x_t.clone(), t.clone()))
+            return super().__call__(x_t, t, cond)
+
+    return Recorder(unet)

@@ -31,9 +31,60 @@ from .common import make_accelerator
 from .loop import Loop
 from .offline_config import SERVES, DiffusionTrainConfig
 
-__all__ = ["DiffusionTrainer", "save_model", "run"]
+__all__ = ["DiffusionTrainer", "load_for_training", "make_trainable", "pair_batcher", "save_model", "run"]
 
-_MP = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MIXED = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def load_for_training(cfg, acc, serves: frozenset, trainer: str):
+    """Components and method of a diffusion trainer's config, checked against what the trainer
+    ``serves``; text encoders, VAE and the method's frozen modules on the device."""
+    loop, m = cfg.train, cfg.model
+    dev, wdtype = acc.device, MIXED[loop.mixed_precision]
+    torch.manual_seed(loop.seed)
+    comp = load_components(m.path, m.family, m.vae, vae_dtype=m.vae_dtype, prediction_type=m.prediction_type)
+    method = method_class(cfg.method.name).from_config(cfg.method, cfg.loss, comp)
+    unserved = method.needs() - serves
+    if unserved:
+        raise ValueError(f"method {cfg.method.name!r} needs {sorted(unserved)}, which trainer {trainer!r} cannot serve")
+    for enc in comp.text_encoders:
+        enc.to(dev, dtype=wdtype)
+    comp.vae.to(dev)
+    for mod in method.modules().values():  # frozen modules of the method (e.g. NCP's encoder)
+        mod.to(dev, dtype=wdtype)
+    return comp, method
+
+
+def make_trainable(unet: torch.nn.Module, lora, loop, wdtype: torch.dtype, device) -> torch.nn.Module:
+    """The policy U-Net: LoRA adapters (fp32, on base weights in the compute dtype) or full
+    fine-tuning, gradient checkpointing when asked; on ``device`` in train mode."""
+    if lora is not None:
+        if wdtype != torch.float32:
+            unet.to(wdtype)  # frozen base weights in the compute dtype; adapters stay fp32 (diffusers recipe)
+        add_lora(unet, lora.r, lora.alpha, lora.dropout, lora.target_modules, lora.init)
+        for p in unet.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+    else:
+        unet.requires_grad_(True)
+    if loop.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    return unet.to(device).train()
+
+
+def pair_batcher(cfg, comp, acc, note: str = "") -> PairBatcher:
+    """The ``PairBatcher`` of the config's ``data:`` section (its latent cache built when ``data.cache``)."""
+    d, m = cfg.data, cfg.model
+    pairs = load_pairs(d.source, d.split, (d.caption_column, d.image_0_column, d.image_1_column, d.label_column),
+                       d.on_bad_row, d.ties, d.max_pairs, d.allow_eval_split)
+    acc.print(f"[data] {pairs.source.name}: {len(pairs)} pairs{note}"
+              f" ({pairs.ties} ties dropped, {pairs.skipped} bad rows skipped)")
+    batcher = PairBatcher(pairs, comp, d, cfg.train.seed, acc.device, {"vae": m.vae, "vae_dtype": m.vae_dtype})
+    if d.cache:
+        skipped = batcher.build_cache(acc)
+        if skipped:
+            acc.print(f"[data] caching skipped {len(skipped)} rows that did not decode, e.g. {skipped[0]}")
+    return batcher
 
 
 class DiffusionTrainer:
@@ -47,47 +98,18 @@ class DiffusionTrainer:
         self.cfg = cfg
         loop, m, d = cfg.train, cfg.model, cfg.data
         self.acc = make_accelerator(loop)
-        dev, wdtype = self.acc.device, _MP[loop.mixed_precision]
-        torch.manual_seed(loop.seed)
-        self.comp = load_components(m.path, m.family, m.vae, vae_dtype=m.vae_dtype, prediction_type=m.prediction_type)
-        self.method = method_class(cfg.method.name).from_config(cfg.method, cfg.loss, self.comp)
-        unserved = self.method.needs() - SERVES
-        if unserved:
-            raise ValueError(f"method {cfg.method.name!r} needs {sorted(unserved)}, which trainer 'diffusion' cannot serve")
-        for enc in self.comp.text_encoders:
-            enc.to(dev, dtype=wdtype)
-        self.comp.vae.to(dev)
-        for mod in self.method.modules().values():  # frozen modules of the method (e.g. NCP's encoder)
-            mod.to(dev, dtype=wdtype)
+        dev, wdtype = self.acc.device, MIXED[loop.mixed_precision]
+        self.comp, self.method = load_for_training(cfg, self.acc, SERVES, "diffusion")
         unet = self.comp.unet
         self.strategy = resolve_strategy(cfg.reference.strategy, needs_reference=self.method.needs_reference,
                                          has_lora=m.lora is not None, known=STRATEGIES,
                                          auto="adapter_off" if m.lora is not None else "frozen_copy")
         # a frozen copy is taken now, before adapters are added; adapter_off wraps the U-Net that gets them
         self.reference = make_reference(self.strategy, unet, wdtype, cfg.reference.offload, dev)
-        if m.lora is not None:
-            lc = m.lora
-            if wdtype != torch.float32:
-                unet.to(wdtype)  # frozen base weights in the compute dtype; adapters stay fp32 (diffusers recipe)
-            add_lora(unet, lc.r, lc.alpha, lc.dropout, lc.target_modules, lc.init)
-            for p in unet.parameters():
-                if p.requires_grad:
-                    p.data = p.data.float()
-        else:
-            unet.requires_grad_(True)
-        if loop.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        self.unet = unet.to(dev).train()
-        self.pairs = load_pairs(d.source, d.split, (d.caption_column, d.image_0_column, d.image_1_column, d.label_column),
-                                d.on_bad_row, d.ties, d.max_pairs, d.allow_eval_split)
-        self.acc.print(f"[data] {self.pairs.source.name}: {len(self.pairs)} pairs"
-                       f" ({self.pairs.ties} ties dropped, {self.pairs.skipped} bad rows skipped)")
-        self.batcher = PairBatcher(self.pairs, self.comp, d, loop.seed, dev,
-                                   {"vae": m.vae, "vae_dtype": m.vae_dtype})
+        self.unet = make_trainable(unet, m.lora, loop, wdtype, dev)
+        self.batcher = pair_batcher(cfg, self.comp, self.acc)
+        self.pairs = self.batcher.pairs
         if d.cache:
-            skipped = self.batcher.build_cache(self.acc)
-            if skipped:
-                self.acc.print(f"[data] caching skipped {len(skipped)} rows that did not decode, e.g. {skipped[0]}")
             for enc in self.comp.encoders():  # training reads latents: the encoders can leave the device
                 enc.to("cpu")
         self.loop = Loop(self.acc, loop, self.unet, name=cfg.method.name,

@@ -32,21 +32,15 @@ import torch
 from ..config import to_dict
 from ..data.batches import PairBatch
 from ..data.prompts import read_prompts
-from ..methods import method_class
 from ..models.denoiser import Denoiser, adapters_off
-from ..models.families import load_components
-from ..models.lora import add_lora
 from ..models.reference import ONLINE_STRATEGIES, make_reference, resolve_strategy
 from ..sampling.rollouts import roll_out
 from .common import make_accelerator
 from .loop import Loop
-from .offline import save_model
+from .offline import MIXED, load_for_training, make_trainable, pair_batcher, save_model
 from .online_config import SERVES, OnlineTrainConfig
 
 __all__ = ["OnlineTrainer", "run"]
-
-_MP = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def build_reward(cfg):
     """The training reward of an ``OnlineRewardConfig`` (a set-scope reward wrapped in leave-one-out)."""
@@ -55,23 +49,6 @@ def build_reward(cfg):
 
     reward = load(cfg.name, **cfg.kwargs) if cfg.name else WeightedSum(cfg.weights, load_kwargs=cfg.kwargs)
     return LeaveOneOut(reward) if reward.spec.scope == "set" else reward
-
-
-def _winners(cfg, comp, acc):
-    """The ``PairBatcher`` of the ``data:`` section, whose preferred images are the dataset winners
-    (cached latents when ``data.cache``)."""
-    from ..data.batches import PairBatcher
-    from ..data.pairs import load_pairs
-
-    d, m = cfg.data, cfg.model
-    pairs = load_pairs(d.source, d.split, (d.caption_column, d.image_0_column, d.image_1_column, d.label_column),
-                       d.on_bad_row, d.ties, d.max_pairs, d.allow_eval_split)
-    acc.print(f"[data] {pairs.source.name}: {len(pairs)} pairs, their preferred images are the winners"
-              f" ({pairs.ties} ties dropped, {pairs.skipped} bad rows skipped)")
-    batcher = PairBatcher(pairs, comp, d, cfg.train.seed, acc.device, {"vae": m.vae, "vae_dtype": m.vae_dtype})
-    if d.cache:
-        batcher.build_cache(acc)
-    return batcher
 
 
 class OnlineTrainer:
@@ -85,18 +62,8 @@ class OnlineTrainer:
         self.cfg = cfg
         loop, m, r = cfg.train, cfg.model, cfg.rollout
         self.acc = make_accelerator(loop)
-        dev, wdtype = self.acc.device, _MP[loop.mixed_precision]
-        torch.manual_seed(loop.seed)
-        self.comp = load_components(m.path, m.family, m.vae, vae_dtype=m.vae_dtype, prediction_type=m.prediction_type)
-        self.method = method_class(cfg.method.name).from_config(cfg.method, cfg.loss, self.comp)
-        unserved = self.method.needs() - SERVES
-        if unserved:
-            raise ValueError(f"method {cfg.method.name!r} needs {sorted(unserved)}, which trainer 'online' cannot serve")
-        for enc in self.comp.text_encoders:
-            enc.to(dev, dtype=wdtype)
-        self.comp.vae.to(dev)
-        for mod in self.method.modules().values():
-            mod.to(dev, dtype=wdtype)
+        dev, wdtype = self.acc.device, MIXED[loop.mixed_precision]
+        self.comp, self.method = load_for_training(cfg, self.acc, SERVES, "online")
         unet = self.comp.unet
         rc = cfg.reference
         self.strategy = resolve_strategy(rc.strategy, needs_reference=self.method.needs_reference,
@@ -104,25 +71,16 @@ class OnlineTrainer:
                                          auto="adapter_off" if m.lora is not None else "frozen_copy")
         ref_kw = dict(dtype=wdtype, offload=rc.offload, device=dev, every=rc.every, decay=rc.ema_decay,
                       pool_size=rc.pool_size, seed=loop.seed)
-        if self.strategy in ("none", "adapter_off", "frozen_copy"):  # taken before adapters are added
+        fixed = self.strategy in ("none", "adapter_off", "frozen_copy")
+        if fixed:  # taken before adapters are added
             self.reference = make_reference(self.strategy, unet, **ref_kw)
-        if m.lora is not None:
-            lc = m.lora
-            add_lora(unet, lc.r, lc.alpha, lc.dropout, lc.target_modules, lc.init)
-            for p in unet.parameters():
-                if p.requires_grad:
-                    p.data = p.data.float()
-        else:
-            unet.requires_grad_(True)
-        if loop.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        self.unet = unet.to(dev).train()
-        if self.strategy not in ("none", "adapter_off", "frozen_copy"):  # moving strategies follow the adapted policy
+        self.unet = make_trainable(unet, m.lora, loop, wdtype, dev)
+        if not fixed:  # moving strategies follow the adapted policy
             self.reference = make_reference(self.strategy, unet, **ref_kw)
         self.reward = build_reward(cfg.reward).to(dev).eval() if cfg.reward is not None else None
         self.batcher = None
         if self.method.needs_winners:  # dataset winners (SePPO): the rounds sample their prompts
-            self.batcher = _winners(cfg, self.comp, self.acc)
+            self.batcher = pair_batcher(cfg, self.comp, self.acc, ", their preferred images are the winners")
             self.prompts = [self.batcher.pairs.caption(p) for p in self.batcher.positions]
         else:
             self.prompts = read_prompts(r.prompts, [r.split] if r.split else None)[r.split or "prompts"]

@@ -12,6 +12,7 @@ from diffalign.losses import KINDS, LossParams
 from diffalign.methods import METHODS, method_class
 from diffalign.methods.diffusion_dpo import DiffusionDPO
 from diffalign.models.denoiser import AdapterOffDenoiser, Conditioning, Denoiser
+from tests.helpers import recording
 
 B = 3
 BETA = 5000.0
@@ -125,14 +126,9 @@ def test_policy_and_reference_see_the_same_noisy_pair(parts):
     sch = parts.scheduler
     seen = []
 
-    class Recorder(Denoiser):
-        def __call__(self, x_t, t, cond):
-            seen.append((x_t.clone(), t.clone()))
-            return super().__call__(x_t, t, cond)
-
     same = _batch()
     same.rejected = same.chosen.clone()  # identical images ⇒ identical noisy inputs iff (t, ε) shared
-    DiffusionDPO(sch).compute_loss(same, Recorder(parts.unet), Recorder(parts.unet))
+    DiffusionDPO(sch).compute_loss(same, recording(parts.unet, seen), recording(parts.unet, seen))
     assert len(seen) == 2  # policy and reference
     for x_t, t in seen:
         assert torch.equal(x_t[:B], x_t[B:]) and torch.equal(t[:B], t[B:])

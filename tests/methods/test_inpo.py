@@ -11,6 +11,7 @@ from diffalign.losses import LossParams
 from diffalign.methods import method_class
 from diffalign.methods.inpo import InPO
 from diffalign.models.denoiser import AdapterOffDenoiser, Conditioning, Denoiser
+from tests.helpers import recording
 
 B = 4
 BETA = 2000.0
@@ -108,15 +109,10 @@ def test_inverted_noise_is_per_sample_identical_at_batch_1_and_batch_4(comp):
 def test_shared_timestep_and_identical_images_see_identical_inputs(comp):
     seen = []
 
-    class Recorder(Denoiser):
-        def __call__(self, x_t, t, cond):
-            if torch.is_grad_enabled():  # the loss forward; the inversion runs under no_grad
-                seen.append((x_t.clone(), t.clone()))
-            return super().__call__(x_t, t, cond)
-
     same = _batch()
     same.rejected = same.chosen.clone()
-    InPO(comp.scheduler).compute_loss(same, Recorder(comp.unet), AdapterOffDenoiser(comp.unet))
+    # the loss forward only; the inversion runs under no_grad
+    InPO(comp.scheduler).compute_loss(same, recording(comp.unet, seen, grad_only=True), AdapterOffDenoiser(comp.unet))
     assert len(seen) == 1
     x_t, t = seen[0]  # the policy's loss forward on the 2B noisy rows
     assert x_t.shape[0] == 2 * B and torch.equal(t[:B], t[B:])

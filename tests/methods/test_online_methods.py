@@ -13,6 +13,7 @@ from diffalign.methods.dragon import Dragon
 from diffalign.methods.seppo import SePPO
 from diffalign.models.denoiser import AdapterOffDenoiser, Conditioning, Denoiser
 from diffalign.sampling.rollouts import Groups
+from tests.helpers import recording
 
 B = 3
 METHODS = [Dragon, SePPO]
@@ -75,14 +76,9 @@ def test_a_step_changes_the_policy_and_leaves_the_reference_unchanged(sd_path, c
 def test_shared_noise_per_pair(equal, cls):
     seen = []
 
-    class Recorder(Denoiser):
-        def __call__(self, x_t, t, cond):
-            seen.append((x_t.clone(), t.clone()))
-            return super().__call__(x_t, t, cond)
-
     same = _batch()
     same.rejected = same.chosen.clone()  # identical samples ⇒ identical noisy inputs iff (t, ε) shared
-    cls(equal.scheduler).compute_loss(same, Recorder(equal.unet), Recorder(equal.unet))
+    cls(equal.scheduler).compute_loss(same, recording(equal.unet, seen), recording(equal.unet, seen))
     assert len(seen) == 2
     for x_t, t in seen:
         assert torch.equal(x_t[:B], x_t[B:]) and torch.equal(t[:B], t[B:])

@@ -6,15 +6,6 @@ import torch
 from diffalign.sampling.pipeline import sample
 
 
-@pytest.fixture(scope="module")
-def pipe(sd_path):
-    from diffusers import StableDiffusionPipeline
-
-    p = StableDiffusionPipeline.from_pretrained(sd_path)
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
 def test_samples_do_not_depend_on_batching(pipe):
     prompts, seeds = ["a red circle", "a blue square", "a red circle"], [3, 4, 5]
     kw = dict(guidance_scale=2.0, num_inference_steps=2, progress=False, height=16, width=16)

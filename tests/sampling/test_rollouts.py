@@ -6,15 +6,6 @@ import torch
 from diffalign.sampling.rollouts import roll_out
 
 
-@pytest.fixture(scope="module")
-def pipe(sd_path):
-    from diffusers import StableDiffusionPipeline
-
-    p = StableDiffusionPipeline.from_pretrained(sd_path)
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
 def _decode(pipe):
     def decode(z):
         return ((pipe.vae.decode(z / pipe.vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
