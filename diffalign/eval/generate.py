@@ -27,18 +27,20 @@ def is_lora(path: str | Path) -> bool:
     raise FileNotFoundError(f"{p}: neither a LoRA folder ({LORA_FILE}) nor a pipeline folder (model_index.json)")
 
 
-def load_pipeline(path: str, lora: str | None = None, device: str | torch.device = "cpu"):
+def load_pipeline(path: str, lora: str | None = None, device: str | torch.device = "cpu", trust_pickle: bool = False):
     """A text-to-image pipeline (its class from ``model_index.json``), optionally with a LoRA.
+
+    Safetensors only unless ``trust_pickle``; no remote code (``custom_pipeline`` is never passed).
 
     Args:
         path (str): pipeline folder (or cached hub id). lora (str | None): LoRA folder to load.
     """
     from diffusers import DiffusionPipeline
 
-    from ..models.loading import resolve_pretrained
+    from ..models.loading import resolve_pretrained, safe_from_pretrained
 
-    pipe = DiffusionPipeline.from_pretrained(resolve_pretrained(path, "eval base"))
+    pipe = safe_from_pretrained(DiffusionPipeline, resolve_pretrained(path, "eval base"), "pipeline", None, trust_pickle)
     if lora is not None:
-        pipe.load_lora_weights(lora)
+        pipe.load_lora_weights(lora, use_safetensors=None if trust_pickle else True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

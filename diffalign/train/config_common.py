@@ -75,6 +75,13 @@ class LoopConfig:
         keep_checkpoints: how many checkpoints to keep.
         resume: null, ``latest``, or a checkpoint directory.
         num_threads: torch CPU threads (null: torch's default). Never more than free cores.
+        on_nonfinite: ``stop`` (default): a NaN/inf loss or gradient norm stops the run before the
+            optimiser step, with one line naming the step; ``skip``: that update is dropped and
+            counted (``nonfinite_skipped``), up to ``max_nonfinite_skips``, then the run stops.
+        max_nonfinite_skips: most updates ``skip`` may drop in one run.
+        overwrite: train again although ``output_dir/final`` is complete (a finished run);
+            otherwise a finished run says so and does nothing (or only its closing evaluation,
+            when that was interrupted).
     """
 
     output_dir: str = "outputs/run"
@@ -99,9 +106,31 @@ class LoopConfig:
     keep_checkpoints: int = 2
     resume: str | None = None
     num_threads: int | None = None
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    max_nonfinite_skips: int = 10
+    overwrite: bool = False
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be ≥ 1")
-        if len(self.adam_betas) != 2:
-            raise ValueError("adam_betas must hold two numbers")
+        import math
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+
+        need(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
+        need(self.grad_accum >= 1, f"grad_accum must be ≥ 1, got {self.grad_accum}")
+        need(math.isfinite(self.lr) and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}")
+        need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be ≥ 1 or null, got {self.max_steps}")
+        need(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
+        need(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+             f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
+        need(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
+        need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        need(self.warmup_steps >= 0, f"warmup_steps must be ≥ 0, got {self.warmup_steps}")
+        need(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0,
+             f"max_grad_norm must be ≥ 0 (0 disables clipping), got {self.max_grad_norm}")
+        need(self.log_every >= 1, f"log_every must be ≥ 1, got {self.log_every}")
+        need(self.save_every is None or self.save_every >= 1, f"save_every must be ≥ 1 or null, got {self.save_every}")
+        need(self.keep_checkpoints >= 1, f"keep_checkpoints must be ≥ 1, got {self.keep_checkpoints}")
+        need(self.max_nonfinite_skips >= 0, f"max_nonfinite_skips must be ≥ 0, got {self.max_nonfinite_skips}")
+        need(self.num_threads is None or self.num_threads >= 1, f"num_threads must be ≥ 1, got {self.num_threads}")

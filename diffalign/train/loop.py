@@ -15,16 +15,23 @@ function; the loop owns everything else::
 * **Metrics** — averaged over micro-steps (names starting with ``num_`` are summed), plus
   ``grad_norm`` and ``lr``: on the progress bar every step, in ``metrics.jsonl`` and the trackers
   every ``log_every`` steps and at the last step.
-* **Checkpoints** — every ``save_every`` steps (``common.save_checkpoint``: atomic, safetensors +
-  JSON): trainable weights, optimiser, schedule, RNG and the ``state_dict()`` (and
+* **Checkpoints** — every ``save_every`` steps (``checkpoint.save_checkpoint``: atomic, verified,
+  safetensors + JSON): trainable weights, optimiser, schedule, RNG and the ``state_dict()`` (and
   ``state_tensors()``, if it has them) of every object in ``states`` (method state, reference
-  strategy, …); ``resume: latest`` restores them all, so a
-  resumed run ends with exactly the weights of an uninterrupted one.
+  strategy, …); ``resume: latest`` restores them all from the newest checkpoint that verifies, so
+  a resumed run ends with exactly the weights of an uninterrupted one. ``metrics.jsonl`` is cut
+  back to the resumed step, so it never holds a step twice.
+* **Numerics** — a non-finite loss (any micro-step) or gradient norm stops the run before the
+  optimiser steps (``on_nonfinite: stop``, one line naming the step and the quantity) or skips
+  that update (``skip``: weights and optimiser untouched, counted in ``nonfinite_skipped``, the
+  run stops after ``max_nonfinite_skips``). Checkpoints refuse non-finite weights. With fp16 the
+  gradient scaler's own overflow skips are left to it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,10 +39,18 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .common import find_checkpoint, format_metrics, load_checkpoint, make_optimizer, make_scheduler, save_checkpoint
+from .checkpoint import clean_leftovers, find_checkpoint, load_checkpoint, save_checkpoint
+from .common import NonFiniteError, check_finite, format_metrics, make_optimizer, make_scheduler
 from .config_common import LoopConfig
 
 __all__ = ["Loop"]
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return 1 << 62  # a torn last line of a killed run: dropped
 
 
 class Loop:
@@ -57,7 +72,9 @@ class Loop:
         self.step_times: list[float] = []  # wall clock at the start and after each optimiser step (bench)
 
     def _resume(self, opt, sched) -> None:
-        ckpt = find_checkpoint(self.cfg.output_dir, self.cfg.resume)
+        if self.acc.is_main_process and Path(self.cfg.output_dir).is_dir():
+            clean_leftovers(self.cfg.output_dir)
+        ckpt = find_checkpoint(self.cfg.output_dir, self.cfg.resume, warn=self.acc.print)
         if ckpt is None:
             return
         state = load_checkpoint(ckpt, self.model, opt, sched)
@@ -78,7 +95,31 @@ class Loop:
                    for n, v in obj.state_tensors().items()}
         save_checkpoint(self.cfg.output_dir, self.step, trainable, opt, sched,
                         {k: obj.state_dict() for k, obj in self.states.items()}, keep=self.cfg.keep_checkpoints,
-                        tensors=tensors)
+                        tensors=tensors, check=lambda t: check_finite(t, f"checkpoint at step {self.step}"))
+
+    def _trim_metrics(self, path: Path) -> None:
+        """Drop ``metrics.jsonl`` lines past the resumed step (a killed run logged them already)."""
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        keep = [x for x in lines if x.strip() and _step_of(x) <= self.step]
+        if len(keep) != len(lines):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(x + "\n" for x in keep))
+            tmp.replace(path)
+
+    def _nonfinite(self, step: int, what: str, value: float, skipped: int) -> int:
+        """Stop, or count a skipped update; returns the new skip count."""
+        cfg = self.cfg
+        if cfg.on_nonfinite == "skip" and skipped < cfg.max_nonfinite_skips:
+            self.acc.print(f"[numerics] step {step}: {what} is {value}; update skipped "
+                           f"({skipped + 1} of at most {cfg.max_nonfinite_skips})")
+            return skipped + 1
+        why = (f"after {skipped} skipped updates (train.max_nonfinite_skips)" if cfg.on_nonfinite == "skip"
+               else "(train.on_nonfinite: stop)")
+        raise NonFiniteError(f"step {step}: {what} is {value}; stopped before the optimiser step {why} — the "
+                             f"weights are those of step {step - 1}, nothing non-finite was saved; lower train.lr "
+                             f"(now {cfg.lr:g}) or set train.on_nonfinite=skip")
 
     def run(
         self,
@@ -114,26 +155,45 @@ class Loop:
         log_f = None
         if acc.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
+            self._trim_metrics(out / "metrics.jsonl")
             log_f = open(out / "metrics.jsonl", "a")
         self.step_times = [time.perf_counter()]
+        scaler_skips = acc.scaler is not None  # fp16: the gradient scaler skips overflowing steps itself
+        skipped = 0
         try:
             while self.step < min(total, until or total):
                 agg: dict[str, float] = {}
-                for _ in range(cfg.grad_accum):
+                bad: tuple[str, float] | None = None
+                for micro in range(cfg.grad_accum):
                     with acc.accumulate(self.model):
                         loss, metrics = compute(self.model, next(source))
+                        lv = float(loss.detach())
+                        if not math.isfinite(lv) and bad is None:
+                            bad = (f"the loss (micro-step {micro + 1} of {cfg.grad_accum})", lv)
                         acc.backward(loss)
                         if acc.sync_gradients:
-                            gn = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm or float("inf"))
-                            agg["grad_norm"] = float(gn)
-                        opt.step()
-                        opt.zero_grad(set_to_none=True)
+                            gn = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm or float("inf")))
+                            agg["grad_norm"] = gn
+                            if acc.num_processes > 1:  # every process must take the same decision
+                                flags = acc.gather(torch.tensor([float(bad is not None)], device=acc.device))
+                                if bad is None and bool(flags.sum() > 0):
+                                    bad = ("the loss (on another process)", float("nan"))
+                            if bad is None and not math.isfinite(gn) and not scaler_skips:
+                                bad = ("the gradient norm", gn)
+                            if bad is not None:
+                                skipped = self._nonfinite(self.step + 1, bad[0], bad[1], skipped)
+                                opt.zero_grad(set_to_none=True)  # this update is dropped: no optimiser step
+                            else:
+                                opt.step()
+                                opt.zero_grad(set_to_none=True)
                     for k, v in metrics.items():
                         agg[k] = agg.get(k, 0.0) + float(v) / (1 if k.startswith("num_") else cfg.grad_accum)
                 sched.step()
                 self.step += 1
                 self.step_times.append(time.perf_counter())
                 agg["lr"] = sched.get_last_lr()[0]
+                if cfg.on_nonfinite == "skip":
+                    agg["nonfinite_skipped"] = float(skipped)
                 last = agg
                 bar.update(1)
                 bar.set_postfix_str(format_metrics(agg))

@@ -27,11 +27,12 @@ from ..models.denoiser import Denoiser
 from ..models.families import load_components
 from ..models.lora import add_lora
 from ..models.reference import STRATEGIES, make_reference, resolve_strategy
-from .common import make_accelerator
+from .checkpoint import finished_run, save_final
+from .common import check_finite, make_accelerator
 from .loop import Loop
 from .offline_config import SERVES, DiffusionTrainConfig
 
-__all__ = ["DiffusionTrainer", "load_for_training", "make_trainable", "pair_batcher", "save_model", "run"]
+__all__ = ["DiffusionTrainer", "load_for_training", "make_trainable", "pair_batcher", "save_model", "start_run", "run"]
 
 MIXED = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -42,7 +43,8 @@ def load_for_training(cfg, acc, serves: frozenset, trainer: str):
     loop, m = cfg.train, cfg.model
     dev, wdtype = acc.device, MIXED[loop.mixed_precision]
     torch.manual_seed(loop.seed)
-    comp = load_components(m.path, m.family, m.vae, vae_dtype=m.vae_dtype, prediction_type=m.prediction_type)
+    comp = load_components(m.path, m.family, m.vae, vae_dtype=m.vae_dtype, prediction_type=m.prediction_type,
+                           trust_pickle=m.trust_pickle)
     method = method_class(cfg.method.name).from_config(cfg.method, cfg.loss, comp)
     unserved = method.needs() - serves
     if unserved:
@@ -161,31 +163,71 @@ class DiffusionTrainer:
 
 
 def save_model(acc, comp, unet, lora: bool, path: str | Path) -> Path:
-    """Save a trained U-Net as a LoRA folder (``load_lora_weights``) or a whole pipeline folder (main process)."""
+    """Save a trained U-Net as a LoRA folder (``load_lora_weights``) or a whole pipeline folder (main process),
+    atomically with a completion marker; non-finite weights are refused (``NonFiniteError``)."""
     path = Path(path)
     acc.wait_for_everyone()
     if not acc.is_main_process:
         return path
     unet = acc.unwrap_model(unet)
-    return comp.family.save_lora(unet, path) if lora else comp.family.save_pipeline(comp, unet, path)
+    trained = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+    write = (lambda d: comp.family.save_lora(unet, d)) if lora else (lambda d: comp.family.save_pipeline(comp, unet, d))
+    return save_final(path, write, trained, check_finite)
+
+
+def start_run(cfg, out: Path) -> str | None:
+    """Before anything heavy loads: make ``out`` (one line if it is not writable), write the resolved
+    config, and say whether the run is already finished (``checkpoint.finished_run``)."""
+    import yaml
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"train.output_dir {out} is not writable ({e.strerror or e})") from None
+    state = None if cfg.train.overwrite else finished_run(out)
+    if state == "done":
+        print(f"[done] {out} is a finished run ({out / 'final'} is complete); nothing to do "
+              f"(train.overwrite=true trains it again)")
+    elif state == "eval":
+        print(f"[done] {out / 'final'} is complete; running only the closing evaluation, which did not finish")
+    else:
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return state
+
+
+def _last_metrics(out: Path) -> dict:
+    lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
+    return json.loads(lines[-1]) if lines else {}
 
 
 def run(cfg: DiffusionTrainConfig) -> dict:
-    """Train, save (``<output_dir>/final``), then evaluate against the base when ``eval`` is set."""
-    import yaml
+    """Train, save (``<output_dir>/final``), then evaluate against the base when ``eval`` is set.
 
+    A finished run (``final/`` complete, ``summary.json`` written) does nothing unless
+    ``train.overwrite``; one whose closing evaluation was interrupted only evaluates."""
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    state = start_run(cfg, out)
+    if state == "done":
+        return json.loads((out / "summary.json").read_text())
     t0 = time.time()
-    trainer = DiffusionTrainer(cfg)
-    labelled_by = trainer.pairs.labelled_by
-    last = trainer.train()
-    final = trainer.save(out / "final")
-    acc = trainer.acc
-    summary = {"train": last, "train_seconds": round(time.time() - t0, 1), "output": str(final)}
-    acc.print(f"saved to {final} ({summary['train_seconds']} s)")
-    del trainer
+    if state == "eval":  # final/ is complete; only the closing evaluation was interrupted
+        from ..data.pairs import open_source
+
+        acc, final = make_accelerator(cfg.train), out / "final"
+        labelled_by = open_source(cfg.data.source, cfg.data.split, cfg.data.allow_eval_split).labelled_by
+        summary = {"train": _last_metrics(out), "output": str(final)}
+    else:
+        trainer = DiffusionTrainer(cfg)
+        labelled_by = trainer.pairs.labelled_by
+        last = trainer.train()
+        final = trainer.save(out / "final")
+        acc = trainer.acc
+        summary = {"train": last, "train_seconds": round(time.time() - t0, 1), "output": str(final)}
+        acc.print(f"saved to {final} ({summary['train_seconds']} s)")
+        del trainer
     if cfg.eval is not None and acc.is_main_process:
         from ..eval import evaluate, read_prompts
 

@@ -37,6 +37,8 @@ class DiffusionModelConfig:
         prediction_type: ``auto`` (the scheduler's), ``epsilon``, ``v_prediction`` or ``sample``.
         lora: LoRA adapters on the U-Net (null: full fine-tuning). Output: a LoRA file for
             ``load_lora_weights``; full fine-tuning writes a whole pipeline folder.
+        trust_pickle: also read pickled ``.bin`` weights (a pickle can run code when read); off:
+            safetensors only, and a folder with only pickles is one error naming its files.
     """
 
     path: str
@@ -45,6 +47,7 @@ class DiffusionModelConfig:
     vae_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     prediction_type: Literal["auto", "epsilon", "v_prediction", "sample"] = "auto"
     lora: LoraConfig | None = None
+    trust_pickle: bool = False
 
     def validate(self) -> None:
         from ..models.families import FAMILIES

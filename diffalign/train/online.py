@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import to_dict
 from ..data.batches import PairBatch
 from ..data.prompts import read_prompts
 from ..models.denoiser import Denoiser, adapters_off
@@ -37,7 +36,7 @@ from ..models.reference import ONLINE_STRATEGIES, make_reference, resolve_strate
 from ..sampling.rollouts import roll_out
 from .common import make_accelerator
 from .loop import Loop
-from .offline import MIXED, load_for_training, make_trainable, pair_batcher, save_model
+from .offline import MIXED, _last_metrics, load_for_training, make_trainable, pair_batcher, save_model, start_run
 from .online_config import SERVES, OnlineTrainConfig
 
 __all__ = ["OnlineTrainer", "run"]
@@ -249,23 +248,30 @@ class OnlineTrainer:
 def run(cfg: OnlineTrainConfig) -> dict:
     """Train, save (``<output_dir>/final``), then evaluate against the base when ``eval`` is set (the
     training reward is marked as such; add independent judges in ``eval.judges``)."""
-    import yaml
-
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    state = start_run(cfg, out)
+    if state == "done":
+        return json.loads((out / "summary.json").read_text())
     t0 = time.time()
-    trainer = OnlineTrainer(cfg)
     # the scorer to mark beside the evaluation: the training reward, else the labeller of the winners' data
     trained_on = cfg.reward.name if cfg.reward is not None else None
-    if trained_on is None and trainer.batcher is not None:
-        trained_on = trainer.batcher.pairs.labelled_by
-    last = trainer.train()
-    final = trainer.save(out / "final")
-    acc = trainer.acc
-    summary = {"train": last, "train_seconds": round(time.time() - t0, 1), "output": str(final)}
-    acc.print(f"saved to {final} ({summary['train_seconds']} s)")
-    del trainer
+    if state == "eval":  # final/ is complete; only the closing evaluation was interrupted
+        acc, final = make_accelerator(cfg.train), out / "final"
+        if trained_on is None and cfg.data is not None:
+            from ..data.pairs import open_source
+
+            trained_on = open_source(cfg.data.source, cfg.data.split, cfg.data.allow_eval_split).labelled_by
+        summary = {"train": _last_metrics(out), "output": str(final)}
+    else:
+        trainer = OnlineTrainer(cfg)
+        if trained_on is None and trainer.batcher is not None:
+            trained_on = trainer.batcher.pairs.labelled_by
+        last = trainer.train()
+        final = trainer.save(out / "final")
+        acc = trainer.acc
+        summary = {"train": last, "train_seconds": round(time.time() - t0, 1), "output": str(final)}
+        acc.print(f"saved to {final} ({summary['train_seconds']} s)")
+        del trainer
     if cfg.eval is not None and acc.is_main_process:
         from ..eval import evaluate, read_prompts
 

@@ -18,15 +18,15 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..config import to_dict
 from ..data.order import micro_batch_indices
 from ..data.text import collate_pairs, file_fingerprint, read_rows, tokenize_pairs
 from ..losses import LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
 from ..losses.sequence import sequence_logps
 from ..models.denoiser import adapters_off
-from ..models.loading import resolve_pretrained
+from ..models.loading import resolve_pretrained, safe_from_pretrained
 from ..models.reference import frozen_copy, resolve_strategy
-from .common import make_accelerator
+from .checkpoint import save_final
+from .common import check_finite, make_accelerator
 from .loop import Loop
 from .text_config import TextTrainConfig
 
@@ -96,7 +96,8 @@ class TextDPOTrainer:
             model = AutoModelForCausalLM.from_config(conf, dtype=dtype)
         else:
             path = resolve_pretrained(m.path, "model.path")
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=m.trust_remote_code)
+            model = safe_from_pretrained(AutoModelForCausalLM, path, "model.path", None, m.trust_pickle, dtype=dtype,
+                                         trust_remote_code=m.trust_remote_code)
         model.config.use_cache = False
         self._init_weights = model.state_dict() if m.build is not None else {}
         return model
@@ -262,19 +263,30 @@ class TextDPOTrainer:
         path = Path(path)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            self.acc.unwrap_model(self.model).save_pretrained(path, safe_serialization=True)
-            self.tokenizer.save_pretrained(path)
+            model = self.acc.unwrap_model(self.model)
+
+            def write(folder: Path) -> None:
+                model.save_pretrained(folder, safe_serialization=True)
+                self.tokenizer.save_pretrained(folder)
+
+            save_final(path, write, {n: p for n, p in model.named_parameters() if p.requires_grad}, check_finite)
         return path
 
 
 def run(cfg: TextTrainConfig) -> dict:
     """Train, evaluate on the held-out pairs, save; print and return the summary."""
-    import yaml
+    from .offline import _last_metrics, start_run
 
-    trainer = TextDPOTrainer(cfg)
     out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    state = start_run(cfg, out)
+    if state == "done":
+        return json.loads((out / "summary.json").read_text())
+    if state == "eval":  # killed between the final save and the summary: the held-out figures were lost
+        summary = {"train": _last_metrics(out), "eval": "interrupted; rerun with train.overwrite=true to measure",
+                   "output": str(out / "final")}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    trainer = TextDPOTrainer(cfg)
     before = trainer.evaluate() if trainer.eval_pairs else {}
     last = trainer.train()
     after = trainer.evaluate() if trainer.eval_pairs else {}

@@ -22,6 +22,7 @@ class TextModelConfig:
         tokenizer: tokenizer directory (default: ``path``).
         dtype: weights dtype. lora: LoRA adapters (null: full fine-tuning).
         trust_remote_code: allow model code from the checkpoint (off by default).
+        trust_pickle: also read pickled ``.bin`` weights (off: safetensors only).
     """
 
     path: str | None = None
@@ -30,6 +31,7 @@ class TextModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     lora: LoraConfig | None = None
     trust_remote_code: bool = False
+    trust_pickle: bool = False
 
     def validate(self) -> None:
         if (self.path is None) == (self.build is None):

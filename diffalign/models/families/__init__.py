@@ -45,9 +45,10 @@ def detect_family(path: str | Path) -> str:
 
 
 def load_components(path: str, family: str = "auto", vae: str | None = None, dtype: str = "float32",
-                    vae_dtype: str = "float32", prediction_type: str = "auto") -> Components:
-    """Load a pipeline folder (or a hub id already in the HF cache) through its family's ``load``."""
+                    vae_dtype: str = "float32", prediction_type: str = "auto", trust_pickle: bool = False) -> Components:
+    """Load a pipeline folder (or a hub id already in the HF cache) through its family's ``load``
+    (safetensors only unless ``trust_pickle``)."""
     root = resolve_pretrained(path, "model.path")
     return get_family(detect_family(root) if family == "auto" else family).load(root, vae, dtype, vae_dtype,
-                                                                                 prediction_type)
+                                                                                 prediction_type, trust_pickle)
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 
 from ..denoiser import Conditioning
-from ..loading import resolve_pretrained
+from ..loading import resolve_pretrained, safe_from_pretrained
 
 __all__ = ["Components", "Family", "DTYPES"]
 
@@ -75,7 +75,7 @@ class Family:
         return getattr(diffusers, self.pipeline_class_name)
 
     def load(self, root: str, vae: str | None = None, dtype: str = "float32", vae_dtype: str = "float32",
-             prediction_type: str = "auto") -> Components:
+             prediction_type: str = "auto", trust_pickle: bool = False) -> Components:
         """U-Net, VAE, text encoders, tokenizers and the training scheduler of a pipeline folder.
 
         Args:
@@ -83,21 +83,26 @@ class Family:
             dtype (str): dtype of the frozen text encoders (the U-Net is loaded in fp32;
                 accelerate's mixed precision handles compute). vae_dtype (str): VAE dtype.
             prediction_type (str): ``auto`` reads the scheduler config; else overrides it.
+            trust_pickle (bool): also read pickled ``.bin`` weights (``loading.safe_from_pretrained``).
         """
         import transformers
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import AutoTokenizer
 
-        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
+        tp = trust_pickle
+        unet = safe_from_pretrained(UNet2DConditionModel, root, "model.path", "unet", tp)
         vae_kw = {"torch_dtype": DTYPES[vae_dtype]}
-        vae_model = (AutoencoderKL.from_pretrained(resolve_pretrained(vae, "model.vae"), **vae_kw) if vae
-                     else AutoencoderKL.from_pretrained(root, subfolder="vae", **vae_kw))
+        if vae:
+            vae_model = safe_from_pretrained(AutoencoderKL, resolve_pretrained(vae, "model.vae"), "model.vae", None, tp,
+                                             **vae_kw)
+        else:
+            vae_model = safe_from_pretrained(AutoencoderKL, root, "model.path", "vae", tp, **vae_kw)
         toks, encs = [], []
         for tok_sub, enc_sub, cls in self.text_encoders:
             if not (Path(root) / enc_sub).is_dir():
                 raise FileNotFoundError(f"{root}: family {self.name!r} needs a {enc_sub}/ folder")
             toks.append(AutoTokenizer.from_pretrained(root, subfolder=tok_sub))
-            encs.append(getattr(transformers, cls).from_pretrained(root, subfolder=enc_sub, dtype=DTYPES[dtype]))
+            encs.append(safe_from_pretrained(getattr(transformers, cls), root, "model.path", enc_sub, tp, dtype=DTYPES[dtype]))
         scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
         pt = scheduler.config.prediction_type if prediction_type == "auto" else prediction_type
         if pt != scheduler.config.prediction_type:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from diffalign.models.loading import safe_from_pretrained
 from diffalign.rewards._tokenizers import check_tokenizer, tiny_roberta_tokenizer
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec, Samples
 from diffalign.rewards.weights import resolve_weights
@@ -201,7 +202,8 @@ def build(
         window_s (float | None): Window length; default 10 s (1 s for ``weights=None``).
         hop_s (float | None): Hop for long clips; default ``window_s``.
         trust_pickle (bool): Required for laion_clap checkpoints (``torch.load(weights_only=False)``
-            runs code from the file): pass True only for files you trust.
+            runs code from the file): pass True only for files you trust. With the transformers
+            backend it also allows a pickled ``pytorch_model.bin`` (default: safetensors only).
         **backend_kwargs: laion_clap: ``amodel`` (``"HTSAT-tiny"``; ``"HTSAT-base"`` for the music
             checkpoints), ``tokenizer`` (roberta-base folder).
     """
@@ -223,7 +225,7 @@ def build(
     folder = path if path.is_dir() else path.parent
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"clap: provide 'config.json' of the CLAP model next to its weights in {folder}")
-    model = ClapModel.from_pretrained(folder, local_files_only=True)
+    model = safe_from_pretrained(ClapModel, str(folder), "clap", None, trust_pickle, local_files_only=True)
     tok = check_tokenizer(AutoTokenizer.from_pretrained(folder, local_files_only=True), str(folder))
     mel = ClapMel(**_mel_config(folder))
     return ClapScore(TransformersClap(model, tok, mel), window_s, hop_s)

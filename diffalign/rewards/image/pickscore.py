@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from diffalign.models.loading import safe_from_pretrained
 from diffalign.rewards._tokenizers import check_tokenizer, tiny_clip_tokenizer
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec, Samples
 from diffalign.rewards.image._common import normalize, pooled, resize_center_crop
@@ -78,7 +79,8 @@ def tiny_clip_model(vocab_size: int = 514, image_size: int = 32):
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
 
 
-def build(weights: Any = None, tokenizer: str | Path | None = None, scale: float = 1.0) -> PickScore:
+def build(weights: Any = None, tokenizer: str | Path | None = None, scale: float = 1.0,
+          trust_pickle: bool = False) -> PickScore:
     """Entry-point factory (``pickscore``).
 
     Args:
@@ -87,6 +89,7 @@ def build(weights: Any = None, tokenizer: str | Path | None = None, scale: float
         tokenizer (str | Path | None): Tokenizer folder; default: the weights folder when it has one,
             else ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` from the HF cache.
         scale (float): See :class:`PickScore`.
+        trust_pickle (bool): also read a pickled ``pytorch_model.bin`` (off: safetensors only).
     """
     if weights is None:
         return PickScore(tiny_clip_model(), tiny_clip_tokenizer(), scale=scale)
@@ -99,6 +102,6 @@ def build(weights: Any = None, tokenizer: str | Path | None = None, scale: float
     if tokenizer is None:
         has_vocab = (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file()
         tokenizer = folder if has_vocab else resolve_weights("auto", "pickscore tokenizer", TOKENIZER_ARTIFACTS).parent
-    model = CLIPModel.from_pretrained(folder, local_files_only=True)
+    model = safe_from_pretrained(CLIPModel, str(folder), "pickscore", None, trust_pickle, local_files_only=True)
     tok = check_tokenizer(CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True, model_max_length=77), str(tokenizer))
     return PickScore(model, tok, scale=scale)
