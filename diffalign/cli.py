@@ -1,9 +1,11 @@
 """The ``diffalign`` command line.
 
     diffalign train CONFIG [key=value ...]      train from a YAML config
+    diffalign doctor CONFIG [key=value ...]     check a config end to end (= train --check)
     diffalign list {methods,trainers,losses,rewards,configs}
     diffalign bench text --config CONFIG --steps N [--against trl]
     diffalign bench diffusion --config CONFIG [--no-cache]
+    diffalign bench kill --config CONFIG [--kills 24] [--out FILE]
     diffalign eval --config CONFIG [--tuned DIR] [key=value ...]
     diffalign eval --base PIPELINE --tuned LORA_OR_PIPELINE --prompts FILE --reward NAME [--splits A B]
                    [--judges J ...] [--labelled-by R] [--seeds-per-prompt K] [--guidance G] [--steps S] [--out DIR]
@@ -34,8 +36,16 @@ def configs_root() -> Path:
 def cmd_train(args) -> int:
     from .train import load_config, run
 
+    if args.check:
+        return cmd_doctor(args)
     run(load_config(args.config, args.overrides))
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from .train.doctor import doctor
+
+    return doctor(args.config, args.overrides)
 
 
 def cmd_list(args) -> int:
@@ -171,14 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train from a YAML config", description="Train from a YAML config.")
     t.add_argument("config", help="path to a YAML config (see `diffalign list configs`)")
     t.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. train.lr=1e-4")
+    t.add_argument("--check", action="store_true", help="only check the config end to end (= diffalign doctor)")
     t.set_defaults(func=cmd_train)
+
+    dr = sub.add_parser("doctor", help="check a config end to end in seconds (paths, weights, data, a dry step)",
+                        description="Check a training config end to end: config, reward names, paths, a one-step "
+                                    "dry run on a slice of the data in a temporary folder, evaluation scorers.")
+    dr.add_argument("config", help="path to a YAML config")
+    dr.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    dr.set_defaults(func=cmd_doctor)
 
     ls = sub.add_parser("list", help="list methods, trainers, loss kinds, rewards or configs")
     ls.add_argument("what", choices=["methods", "trainers", "losses", "rewards", "configs"])
     ls.set_defaults(func=cmd_list)
 
     b = sub.add_parser("bench", help="throughput and memory benchmarks", description="Benchmarks that print figures.")
-    b.add_argument("target", choices=["text", "diffusion"])
+    b.add_argument("target", choices=["text", "diffusion", "kill"])
     b.add_argument("--config", required=True, help="YAML config to benchmark")
     b.add_argument("--steps", type=int, default=20, help="timed optimiser steps (after warm-up)")
     b.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps")
@@ -186,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b.add_argument("--no-cache", action="store_true", help="diffusion: encode images and text every step")
     b.add_argument("--out", help="also write the figures as JSON to this file")
+    b.add_argument("--kills", type=int, default=24, help="kill: kill points (each a fresh run, killed, resumed)")
+    b.add_argument("--site-fraction", type=float, default=0.33,
+                   help="kill: share of kills at fault sites (checkpoint write, pruning, final save); the rest uniform in time")
+    b.add_argument("--seed", type=int, default=0, help="kill: seed of the kill plan")
+    b.add_argument("--workdir", help="kill: scratch folder (default outputs/killbench/<config name>)")
+    b.add_argument("--keep", action="store_true", help="kill: keep the folders of chains that passed")
     b.set_defaults(func=cmd_bench)
 
     _register_eval(sub)

@@ -222,7 +222,10 @@ def read_yaml(path: str | Path, overrides: list[str] | None = None) -> dict:
     try:
         data = yaml.load(path.read_text(), Loader=_Loader) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{at}: {what}") from None
     if overrides:
         apply_overrides(data, overrides, where=f"{path} (overrides)")
     return data

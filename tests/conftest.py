@@ -27,6 +27,17 @@ def _seed():
     yield
 
 
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("DIFFALIGN_RELIABILITY_TABLE")
+    if out:
+        import json
+
+        from tests.helpers import MESSAGES
+
+        with open(out, "w") as fh:
+            json.dump(MESSAGES, fh, indent=1, ensure_ascii=False)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -122,3 +122,8 @@ def recording(unet, seen: list, grad_only: bool = False):
             return super().__call__(x_t, t, cond)
 
     return Recorder(unet)
+
+
+# (case → the message the user saw) of the bad-input suite; conftest.py writes it when
+# DIFFALIGN_RELIABILITY_TABLE is set (the source of the README's Reliability table).
+MESSAGES: dict[str, str] = {}

@@ -1,10 +1,11 @@
-"""Benchmarks that print figures (never timed tests): ``diffalign bench {text,diffusion}``."""
+"""Benchmarks that print figures (never timed tests): ``diffalign bench {text,diffusion,kill}``."""
 
 import importlib
 
 __all__ = ["run_bench"]
 
-_TARGETS = {"text": "diffalign.bench.text:main", "diffusion": "diffalign.bench.diffusion:main"}
+_TARGETS = {"text": "diffalign.bench.text:main", "diffusion": "diffalign.bench.diffusion:main",
+            "kill": "diffalign.bench.kill:main"}
 
 
 def run_bench(args) -> int:

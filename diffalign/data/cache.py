@@ -38,6 +38,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..faults import fault_point
+
 __all__ = ["fingerprint", "cache_key", "LatentCache", "pair_shard", "IMAGE_TENSORS", "FLIP", "TEXT_PREFIX"]
 
 POSITION, PROMPT_INDEX = "position", "prompt_index"
@@ -122,6 +124,7 @@ class LatentCache:
             parts, skipped = [], []
             for a in range(lo, hi, batch):
                 t, sk = encode(list(range(a, min(hi, a + batch))))
+                fault_point("cache")
                 parts.append(t)
                 skipped += sk
                 bar.update(min(hi, a + batch) - a)

@@ -199,7 +199,8 @@ def _check_image(data: bytes, where: str) -> None:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()  # structure and checksums without a full decode
     except Exception as e:  # noqa: BLE001 — PIL raises many types for corrupt data
-        raise BadRow(f"{where}: image does not decode ({type(e).__name__}: {e})") from None
+        why = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", " bytes", str(e))  # no object addresses in messages
+        raise BadRow(f"{where}: image does not decode ({type(e).__name__}: {why})") from None
 
 
 def load_pairs(

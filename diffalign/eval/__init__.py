@@ -56,6 +56,7 @@ def evaluate(
     """
     import torch
 
+    from ..faults import fault_point
     from ..rewards import load
     from ..sampling.pipeline import sample
     from . import generate, report, winrate
@@ -73,6 +74,10 @@ def evaluate(
             for s, ps in prompts.items()}
     images: dict[str, dict[str, torch.Tensor]] = {"base": {}, "tuned": {}}
     pipe = generate.load_pipeline(base, device=device)
+    head_ps, head_ss = next(iter(rows.values()))
+    k = min(len(head_ps), batch_size, 4)  # a first small batch: a scorer that cannot work fails before the sampling
+    check_scorers(scorers, sample(pipe, head_ps[:k], head_ss[:k], guidance_scale, num_inference_steps, k,
+                                  progress=False), head_ps[:k], device)
     for which in ("base", "tuned"):
         if which == "tuned":
             if lora:
@@ -83,6 +88,7 @@ def evaluate(
         for split, (ps, ss) in rows.items():
             images[which][split] = sample(pipe, ps, ss, guidance_scale, num_inference_steps, batch_size,
                                           desc=f"{which} {split}")
+            fault_point("eval")
     del pipe
     results, scores = {}, {}
     for split, (ps, _) in rows.items():
@@ -122,6 +128,36 @@ def evaluate(
                 print_fn(report.attribute_line(split, name, attrs))
     print_fn(f"report: {out / 'report.md'} · grid: {grid}")
     return results
+
+
+def check_scorers(scorers: dict, images, prompts: list[str], device) -> None:
+    """Score a first small batch with every scorer: one that raises, returns the wrong shape or no
+    finite score at all stops the evaluation here, in one line naming it (not after both models
+    sampled every prompt). Instance-to-set rewards may score a whole first batch NaN (prompts
+    without exemplars) and are only checked for failures and shape."""
+    import torch
+
+    from ..rewards import Samples
+
+    n = len(prompts)
+    for name, module in scorers.items():
+        try:
+            res = module(Samples(images.to(device), prompts))
+        except Exception as e:  # noqa: BLE001 - any failure of a plugin is reported the same way
+            msg = (str(e).strip().splitlines() or [""])[0]
+            raise RuntimeError(f"eval reward {name!r} failed on a first batch of {n} images: "
+                               f"{type(e).__name__}: {msg}") from None
+        scores = getattr(res, "scores", None)
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n,):
+            got = list(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise RuntimeError(f"eval reward {name!r} returned scores of shape {got} for a first batch of {n} "
+                               f"images, expected [{n}]")
+        spec = getattr(type(module), "spec", None)
+        if getattr(spec, "scope", "instance") == "instance_to_set":
+            continue  # NaN is "no exemplar for this prompt" there: a first batch may legitimately have none
+        if not bool(torch.isfinite(scores).any()):
+            raise RuntimeError(f"eval reward {name!r} returned no finite score for a first batch of {n} images "
+                               f"(e.g. {float(scores[0])}); it cannot compare base and tuned")
 
 
 def _score(module, images, prompts: list[str], device) -> tuple:

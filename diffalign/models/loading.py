@@ -48,7 +48,12 @@ class PickleRefused(OSError):
 
 
 def _pickles(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES) if folder.is_dir() else []
+    """Pickled weight files in ``folder`` and its sub-folders (a pipeline's ``unet/`` …), relative names."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES]
+    found += [p for p in folder.glob("*/*") if p.suffix in PICKLE_SUFFIXES]
+    return sorted(str(p.relative_to(folder)) for p in found)
 
 
 def safe_from_pretrained(cls, root: str, what: str, subfolder: str | None = None, trust_pickle: bool = False, **kw):

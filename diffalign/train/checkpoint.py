@@ -32,6 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ..faults import fault_point
+
 __all__ = [
     "CKPT_PREFIX",
     "MARKER",
@@ -75,6 +77,7 @@ def _remove(path: Path) -> None:
     trash = path.with_name(f"{TRASH}{path.name}")
     shutil.rmtree(trash, ignore_errors=True)
     os.replace(path, trash)
+    fault_point("prune")
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -98,10 +101,12 @@ def atomic_folder(path: str | Path, what: str = "output", previous: str = "") ->
     """
     path = Path(path)
     tmp = path.with_name(f"{TMP}{path.name}")
+    site = what.split()[0]
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         yield tmp
+        fault_point(f"{site}:files")
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         for f in files:
             _fsync(f)
@@ -109,6 +114,7 @@ def atomic_folder(path: str | Path, what: str = "output", previous: str = "") ->
         (tmp / MARKER).write_text(json.dumps({"files": manifest}))
         _fsync(tmp / MARKER)
         _fsync(tmp)
+        fault_point(f"{site}:marker")
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         keep = f"; {previous} is intact" if previous else ""
@@ -231,6 +237,7 @@ def save_checkpoint(
     previous = f"the previous checkpoint {older[-1].name}" if older else ""
     with atomic_folder(final, "checkpoint", previous) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, tmp / "trainable.safetensors")
+        fault_point("checkpoint:partial")
         opt_t, opt_meta = _flatten_optimizer(optimizer.state_dict())
         save_file(opt_t, tmp / "optimizer.safetensors")
         rng_t, rng_meta = _rng_state()

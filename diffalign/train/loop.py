@@ -39,6 +39,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from ..faults import fault_point
 from .checkpoint import clean_leftovers, find_checkpoint, load_checkpoint, save_checkpoint
 from .common import NonFiniteError, check_finite, format_metrics, make_optimizer, make_scheduler
 from .config_common import LoopConfig
@@ -190,6 +191,7 @@ class Loop:
                         agg[k] = agg.get(k, 0.0) + float(v) / (1 if k.startswith("num_") else cfg.grad_accum)
                 sched.step()
                 self.step += 1
+                fault_point("step")  # the kill bench's "between the update and its metrics line"
                 self.step_times.append(time.perf_counter())
                 agg["lr"] = sched.get_last_lr()[0]
                 if cfg.on_nonfinite == "skip":

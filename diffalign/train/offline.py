@@ -175,9 +175,51 @@ def save_model(acc, comp, unet, lora: bool, path: str | Path) -> Path:
     return save_final(path, write, trained, check_finite)
 
 
+def reward_names(cfg) -> dict[str, str]:
+    """``{config key: reward name}`` of every reward a config names (training reward, eval reward, judges)."""
+    names = {}
+    r = getattr(cfg, "reward", None)
+    if r is not None:
+        if getattr(r, "name", None):
+            names["reward.name"] = r.name
+        for k in getattr(r, "weights", None) or {}:
+            names[f"reward.weights.{k}"] = k
+    e = getattr(cfg, "eval", None)
+    if e is not None and isinstance(getattr(e, "reward", None), str):
+        names["eval.reward"] = e.reward
+        for i, j in enumerate(getattr(e, "judges", None) or []):
+            names[f"eval.judges[{i}]"] = j
+    return names
+
+
+def check_reward_names(cfg) -> None:
+    """An unknown reward name is an error now, not after training (``diffalign list rewards``)."""
+    from ..rewards.registry import available
+
+    known = available()
+    for key, name in reward_names(cfg).items():
+        if name not in known:
+            raise ValueError(f"{key}: unknown reward {name!r}; registered: {', '.join(sorted(known)) or 'none'}")
+
+
+_LOCAL = (".parquet", ".jsonl", ".json", ".csv", ".txt")
+
+
+def check_paths(cfg) -> None:
+    """Data and prompt files the config names must exist: one line naming the key, before any model loads."""
+    keys = {"data.source": ("data", "source"), "data.train": ("data", "train"), "data.eval": ("data", "eval"),
+            "eval.prompts": ("eval", "prompts"), "rollout.prompts": ("rollout", "prompts")}
+    for key, (sec, attr) in keys.items():
+        value = getattr(getattr(cfg, sec, None), attr, None)
+        if isinstance(value, str) and value.endswith(_LOCAL) and not Path(value).exists():
+            raise FileNotFoundError(f"{key}: {value} does not exist")
+
+
 def start_run(cfg, out: Path) -> str | None:
-    """Before anything heavy loads: make ``out`` (one line if it is not writable), write the resolved
-    config, and say whether the run is already finished (``checkpoint.finished_run``)."""
+    """Before anything heavy loads: check reward names, make ``out`` (one line if it is not writable),
+    write the resolved config, and say whether the run is already finished (``checkpoint.finished_run``)."""
+    check_reward_names(cfg)
+    check_paths(cfg)
     import yaml
 
     try:

@@ -23,6 +23,7 @@ from ..data.text import collate_pairs, file_fingerprint, read_rows, tokenize_pai
 from ..losses import LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
 from ..losses.sequence import sequence_logps
 from ..models.denoiser import adapters_off
+from ..faults import fault_point
 from ..models.loading import resolve_pretrained, safe_from_pretrained
 from ..models.reference import frozen_copy, resolve_strategy
 from .checkpoint import save_final
@@ -154,6 +155,7 @@ class TextDPOTrainer:
             batch = collate_pairs(pairs[i : i + bs], self.tokenizer.pad_token_id)
             sc = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
             out[i : i + bs] = sc.logps.view(2, -1).T.float().cpu()
+            fault_point("refcache")
         if self.acc.is_main_process:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")

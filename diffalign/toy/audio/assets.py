@@ -116,12 +116,30 @@ def flac_bytes(waves) -> list[bytes]:
     return out
 
 
-def decode_audio(blobs: list[bytes]):
-    """Decodes audio bytes (any format soundfile reads) to a ``[N, T]`` float32 tensor (equal lengths)."""
+def decode_audio(blobs: list[bytes], where: str = "audio", sample_rate: int | None = 16000):
+    """Decodes audio bytes (any format soundfile reads) to a ``[N, T]`` float32 tensor (equal lengths).
+
+    Args:
+        where: named in errors (``<where>[i]``), e.g. ``prefs_train.parquet:audio_0``.
+        sample_rate: the rate every clip must have (the toy world's 16 kHz); None accepts any.
+
+    Raises:
+        ValueError: one line naming the item that does not decode or has another sample rate.
+    """
     import soundfile as sf
     import torch
 
-    return torch.from_numpy(np.stack([sf.read(io.BytesIO(b), dtype="float32")[0] for b in blobs]))
+    waves = []
+    for i, b in enumerate(blobs):
+        try:
+            wave, rate = sf.read(io.BytesIO(b), dtype="float32")
+        except Exception as e:  # noqa: BLE001 - soundfile raises several types for bad bytes
+            raise ValueError(f"{where}[{i}]: audio does not decode ({type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0][:120]})") from None
+        if sample_rate is not None and rate != sample_rate:
+            raise ValueError(f"{where}[{i}]: sample rate {rate} Hz, expected {sample_rate} Hz")
+        waves.append(wave)
+    return torch.from_numpy(np.stack(waves))
 
 
 def read_parquet(path_or_glob: str | Path):
