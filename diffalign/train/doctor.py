@@ -84,7 +84,7 @@ def _check_eval_scorers(cfg) -> None:
 def doctor(config: str, overrides: list[str] | None = None) -> int:
     """Run the checks; print one line each; raise (one line) on the first that fails."""
     from . import load_config, run
-    from .offline import check_paths, check_reward_names
+    from .offline import check_paths, check_reward_names, check_writable
 
     t0 = time.perf_counter()
     cfg = _step("config", lambda: load_config(config, overrides or []), t0)
@@ -92,14 +92,7 @@ def doctor(config: str, overrides: list[str] | None = None) -> int:
     def names_and_paths():
         check_reward_names(cfg)
         check_paths(cfg)
-        out = Path(cfg.train.output_dir)
-        probe_dir = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-        probe = probe_dir / ".diffalign-doctor-probe"
-        try:
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise OSError(e.errno, f"train.output_dir {out} is not writable ({e.strerror or e})") from None
+        check_writable(Path(cfg.train.output_dir))
 
     _step("reward names, paths, output folder", names_and_paths, t0)
     with tempfile.TemporaryDirectory(prefix="diffalign-doctor-") as tmp:

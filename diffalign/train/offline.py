@@ -215,6 +215,20 @@ def check_paths(cfg) -> None:
             raise FileNotFoundError(f"{key}: {value} does not exist")
 
 
+def check_writable(out: Path, create: bool = False) -> None:
+    """One line naming ``train.output_dir`` unless a file can be written there (or, when it does not
+    exist and ``create`` is False, in its nearest existing parent)."""
+    try:
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+        where = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+        probe = where / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"train.output_dir {out} is not writable ({e.strerror or e})") from None
+
+
 def start_run(cfg, out: Path) -> str | None:
     """Before anything heavy loads: check reward names, make ``out`` (one line if it is not writable),
     write the resolved config, and say whether the run is already finished (``checkpoint.finished_run``)."""
@@ -222,13 +236,7 @@ def start_run(cfg, out: Path) -> str | None:
     check_paths(cfg)
     import yaml
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(e.errno, f"train.output_dir {out} is not writable ({e.strerror or e})") from None
+    check_writable(out, create=True)
     state = None if cfg.train.overwrite else finished_run(out)
     if state == "done":
         print(f"[done] {out} is a finished run ({out / 'final'} is complete); nothing to do "

@@ -79,15 +79,23 @@ def test_evaluation_lora_refuses_pickles(sd_path, lora_out, tmp_path):
     assert not marker.exists()
 
 
-def test_text_model_refuses_pickles(text_cfg, tmp_path):
+def saved_lm(text_cfg, tmp_path):
+    """A tiny causal LM saved to ``tmp_path/lm`` and a config factory that loads it from there."""
     from diffalign.train.text import TextDPOTrainer
 
     tr = TextDPOTrainer(text_cfg(train={"max_steps": 1}))
     folder = tmp_path / "lm"
     tr.acc.unwrap_model(tr.model).save_pretrained(folder)
+    return folder, lambda: text_cfg(model={"build": None, "path": str(folder), "tokenizer": str(tr.cfg.model.tokenizer)})
+
+
+def test_text_model_refuses_pickles(text_cfg, tmp_path):
+    from diffalign.train.text import TextDPOTrainer
+
+    folder, make = saved_lm(text_cfg, tmp_path)
     marker = tmp_path / "pwned"
     plant(folder, "pytorch_model.bin", marker)
-    cfg = text_cfg(model={"build": None, "path": str(folder), "tokenizer": str(tr.cfg.model.tokenizer)})
+    cfg = make()
     with pytest.raises(PickleRefused, match=r"model\.path: .*lm holds weights only as pickles \(pytorch_model\.bin\)"):
         TextDPOTrainer(cfg)
     assert not marker.exists()
@@ -96,15 +104,13 @@ def test_text_model_refuses_pickles(text_cfg, tmp_path):
 def test_text_model_runs_no_remote_code(text_cfg, tmp_path):
     from diffalign.train.text import TextDPOTrainer
 
-    tr = TextDPOTrainer(text_cfg(train={"max_steps": 1}))
-    folder = tmp_path / "lm"
-    tr.acc.unwrap_model(tr.model).save_pretrained(folder)
+    folder, make = saved_lm(text_cfg, tmp_path)
     marker = tmp_path / "pwned"
     (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w')\nfrom transformers import LlamaForCausalLM as EvilLM\n")
     conf = json.loads((folder / "config.json").read_text())
     conf["auto_map"] = {"AutoModelForCausalLM": "evil.EvilLM"}
     (folder / "config.json").write_text(json.dumps(conf))
-    cfg = text_cfg(model={"build": None, "path": str(folder), "tokenizer": str(tr.cfg.model.tokenizer)})
+    cfg = make()
     try:
         TextDPOTrainer(cfg)
     except Exception:  # noqa: BLE001 - refusing is fine too; running evil.py is not
