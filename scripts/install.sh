@@ -18,7 +18,7 @@ pip() {
 }
 echo "[install] torch/torchvision pair (constraints.txt) ..."
 pip install -c constraints.txt torch torchvision
-echo "[install] diffalign[dev,audio] ..."
+echo "[install] diffalign[dev,audio] (only the torch pair pinned) ..."
 pip install -c constraints.txt -e ".[dev,audio]"
 .venv/bin/python -c "import torch, torchvision, diffusers, transformers, open_clip, peft, trl; print('[install] ok: torch', torch.__version__)"
 echo "$want" > "$stamp"

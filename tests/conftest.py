@@ -71,6 +71,23 @@ def sdxl_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def audioldm_path(tmp_path_factory):
+    """A saved tiny AudioLDMPipeline folder (no attention blocks, as the toy tones pipeline) with its
+    ``mel_config.json``."""
+    from tests.helpers import save_audioldm
+
+    return save_audioldm(tmp_path_factory.mktemp("tiny_audioldm") / "pipe")
+
+
+@pytest.fixture(scope="session")
+def audio_pairs_parquet(tmp_path_factory):
+    """8 audio pairs (FLAC), labelled by pitch."""
+    from tests.helpers import audio_pair_rows
+
+    return write_parquet(audio_pair_rows(8), tmp_path_factory.mktemp("audio_pairs") / "pairs.parquet")
+
+
+@pytest.fixture(scope="session")
 def pairs_parquet(tmp_path_factory):
     """12 pairs: 8 with a clear label, 4 ties (label 0.5); non-square images of varied size."""
     d = tmp_path_factory.mktemp("pairs")

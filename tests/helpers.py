@@ -127,3 +127,81 @@ def recording(unet, seen: list, grad_only: bool = False):
 # (case → the message the user saw) of the bad-input suite; conftest.py writes it when
 # DIFFALIGN_RELIABILITY_TABLE is set (the source of the README's Reliability table).
 MESSAGES: dict[str, str] = {}
+
+
+# ---- tiny AudioLDM (built from configs) and audio pairs --------------------------------------------
+AUDIO_SR, AUDIO_HOP, AUDIO_MELS, AUDIO_FRAMES = 16000, 64, 16, 16  # 1024-sample clips, latents [4, 8, 8]
+
+
+def audioldm_parts(attention: bool = False):
+    """Components of a tiny ``AudioLDMPipeline``: CLAP text tower (byte-level RoBERTa tokenizer),
+    a U-Net conditioned through ``class_labels`` (no attention block at all, as the toy tones
+    U-Net, unless ``attention``), a 1-channel
+    VAE on ``[1, 16 frames, 16 mels]`` and a HiFi-GAN with hop 64."""
+    torch.set_num_threads(1)
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    from diffalign.rewards._tokenizers import tiny_roberta_tokenizer
+
+    tok = tiny_roberta_tokenizer(max_length=16)
+    torch.manual_seed(0)
+    te = ClapTextModelWithProjection(ClapTextConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=32, projection_dim=8,
+                                                    max_position_embeddings=20, pad_token_id=1))
+    blocks = (("DownBlock2D", "CrossAttnDownBlock2D"), ("CrossAttnUpBlock2D", "UpBlock2D")) if attention else \
+        (("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D"))
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=AUDIO_FRAMES // 2, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=blocks[0], up_block_types=blocks[1],
+                                norm_num_groups=4, cross_attention_dim=16, attention_head_dim=2,
+                                class_embed_type="simple_projection", projection_class_embeddings_input_dim=8,
+                                class_embeddings_concat=True, mid_block_type="UNetMidBlock2D",
+                                resnet_time_scale_shift="scale_shift")  # as the toy tones U-Net
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=1, out_channels=1, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=4, sample_size=AUDIO_FRAMES)
+    torch.manual_seed(0)
+    voc = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=AUDIO_MELS, sampling_rate=AUDIO_SR, upsample_initial_channel=8,
+                                                upsample_rates=[4, 4, 4], upsample_kernel_sizes=[8, 8, 8],
+                                                resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+                                                normalize_before=False))
+    sch = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False,
+                        set_alpha_to_one=False, prediction_type="epsilon")
+    return dict(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sch, vocoder=voc)
+
+
+def save_audioldm(folder, attention: bool = False) -> str:
+    from diffusers import AudioLDMPipeline
+
+    from diffalign.models.families.mel import MelConfig
+
+    AudioLDMPipeline(**audioldm_parts(attention)).save_pretrained(folder)
+    MelConfig(sample_rate=AUDIO_SR, n_fft=256, hop=AUDIO_HOP, n_mels=AUDIO_MELS, mel_scale="htk", norm=None,
+              log_floor=1e-2).save(folder)
+    return str(folder)
+
+
+def tone(f0: float, n: int = AUDIO_FRAMES * AUDIO_HOP, sr: int = AUDIO_SR, amp: float = 0.5) -> np.ndarray:
+    return (amp * np.sin(2 * np.pi * f0 * np.arange(n) / sr)).astype(np.float32)
+
+
+def wav_bytes(wave: np.ndarray, sr: int = AUDIO_SR, fmt: str = "FLAC") -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format=fmt, subtype="PCM_16")
+    return buf.getvalue()
+
+
+def audio_pair_rows(n: int, seed: int = 0) -> list[dict]:
+    """``n`` audio pairs (FLAC bytes): a low tone against a high one, the low one preferred for "low" captions."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        lo, hi = tone(float(rng.uniform(150, 250))), tone(float(rng.uniform(900, 1500)))
+        low = i % 2 == 0
+        rows.append({"caption": "a low tone" if low else "a high tone", "audio_0": wav_bytes(lo), "audio_1": wav_bytes(hi),
+                     "label_0": 1.0 if low else 0.0})
+    return rows

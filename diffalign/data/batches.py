@@ -1,11 +1,13 @@
-"""Pair batches for the offline trainers: images → latents (cached or on the fly), augmentation,
-caption dropout, and the family's conditioning.
+"""Pair batches for the offline trainers: images or audio clips → latents (cached or on the fly),
+augmentation, caption dropout, and the family's conditioning.
 
 ``PairBatcher`` turns positions of a ``PairSet`` into ``PairBatch`` es. With ``data.cache`` it
 first encodes every pair once (``data/cache.py``: VAE latents of both images, both flips when
 ``hflip``, and the text conditioning of each unique prompt); training then reads latents and
 the encoders may leave the device. Augmentation draws come from ``transforms.augmentation``
-(pair, epoch and seed only), so cached, uncached and resumed runs see the same batches.
+(pair, epoch and seed only), so cached, uncached and resumed runs see the same batches. Audio
+pairs (families with ``modality = "audio"``) are decoded and fitted to the clip length by
+``data/audio.py`` and never flipped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..models.denoiser import Conditioning
+from .audio import decode_cell, fit_length
 from .cache import FLIP, LatentCache, cache_key, fingerprint, pair_shard
 from .order import micro_batch_indices
 from .transforms import augmentation, decode, prepare
@@ -74,6 +77,14 @@ class PairBatcher:
         self.empty = self.family.empty_conditioning(comp, device)  # caption dropout: the pipeline's unconditional input
         self.cache: LatentCache | None = None
         self.positions = list(range(len(pairs)))
+        self.audio = self.family.modality == "audio"
+        if self.audio and data.hflip:
+            raise ValueError("data.hflip: audio clips are not flipped; set data.hflip: false (or leave it out)")
+        self.hflip = (not self.audio) if data.hflip is None else bool(data.hflip)
+        if self.audio:
+            self.sample_rate = self.family.sample_rate(comp)
+            secs = getattr(data, "audio_seconds", None)
+            self.clip = round(secs * self.sample_rate) if secs else self.family.clip_samples(comp)
 
     # ---- the cache ----------------------------------------------------------------------------
     def cache_folder(self) -> tuple[Path, dict]:
@@ -84,8 +95,10 @@ class PairBatcher:
             "version": _CACHE_VERSION, "family": self.family.name, "model": fingerprint(c.path, subs), **self.model_key,
             "text_dtype": str(c.text_encoders[0].dtype), "data": fingerprint(d.source), "split": d.split,
             "columns": list(self.pairs.columns), "ties": d.ties, "on_bad_row": d.on_bad_row, "max_pairs": d.max_pairs,
-            "n": len(self.pairs), "resolution": d.resolution, "crop": d.crop, "hflip": d.hflip, "dtype": d.cache_dtype,
+            "n": len(self.pairs), "resolution": d.resolution, "crop": d.crop, "hflip": self.hflip, "dtype": d.cache_dtype,
         }
+        if self.audio:
+            parts.update({"clip": self.clip, "resample": d.resample, "mel": str(c.extras.get("mel"))})
         return Path(d.cache_dir) / cache_key(parts), parts
 
     def build_cache(self, acc) -> list[str]:
@@ -103,16 +116,15 @@ class PairBatcher:
         kept, skipped = [], []
         for p in positions:
             try:
-                for blob in self.pairs.images(p):
-                    decode(blob)
+                for k, blob in enumerate(self.pairs.images(p)):
+                    self._prepare(p, k, blob, False, (0.5, 0.5))
                 kept.append(p)
-            except Exception as e:  # noqa: BLE001 — any decode failure makes the row bad
-                msg = f"{self.pairs.source.name}: row {self.pairs.pairs[p].row}: image does not decode ({e})"
+            except ValueError as e:  # any decode failure makes the row bad
                 if self.data.on_bad_row != "skip":
-                    raise ValueError(msg) from None
-                skipped.append(msg)
+                    raise
+                skipped.append(str(e))
         b, variants = len(kept), {}
-        for suffix, flip in [("", False)] + ([(FLIP, True)] if self.data.hflip else []):
+        for suffix, flip in [("", False)] + ([(FLIP, True)] if self.hflip else []):
             lat, tids = self.encode(kept, [flip] * b, [(0.5, 0.5)] * b) if b else (torch.zeros(0), torch.zeros(0, 6))
             variants[suffix] = (lat[:b], lat[b:], tids[:b], tids[b:])
         caps = [self.pairs.caption(p) for p in kept]
@@ -120,33 +132,40 @@ class PairBatcher:
                           _DTYPES[self.data.cache_dtype]), skipped
 
     # ---- batches ------------------------------------------------------------------------------
+    def _prepare(self, p: int, k: int, blob, flip: bool, offset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``k`` (0 chosen, 1 rejected) of pair ``p`` → (model input, time ids ``[6]``):
+        pixels ``[3, R, R]`` in [−1, 1], or a waveform ``[clip]``; errors name dataset, row and column."""
+        where = self.pairs.where(p, k)
+        if self.audio:
+            wave = decode_cell(blob, where, self.sample_rate, self.data.resample)
+            return fit_length(wave, self.clip), torch.zeros(6)
+        try:
+            im = decode(blob)
+        except Exception as e:  # noqa: BLE001 — PIL raises many types for corrupt data
+            raise ValueError(f"{where}: image does not decode ({e})") from None
+        x = prepare(im, self.data.resolution, self.data.crop, flip, offset)
+        return x.pixels, x.time_ids()
+
     def encode(self, positions: list[int], flips: list[bool], offsets) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode, preprocess and VAE-encode both images of each pair: latents ``[2B, C, h, w]`` and
+        """Decode, preprocess and VAE-encode both samples of each pair: latents ``[2B, C, h, w]`` and
         image facts (time ids) ``[2B, 6]``, chosen rows first."""
         prepared = [[], []]
         for p, flip, off in zip(positions, flips, offsets):
             for k, blob in enumerate(self.pairs.images(p)):
-                try:
-                    im = decode(blob)
-                except Exception as e:  # noqa: BLE001
-                    pair = self.pairs.pairs[p]
-                    col = self.pairs.columns[1 + (pair.chosen if k == 0 else 1 - pair.chosen)]
-                    raise ValueError(f"{self.pairs.source.name}: row {pair.row}: column {col!r}: "
-                                     f"image does not decode ({e})") from None
-                prepared[k].append(prepare(im, self.data.resolution, self.data.crop, flip, off))
+                prepared[k].append(self._prepare(p, k, blob, flip, off))
         allp = prepared[0] + prepared[1]
-        pixels = torch.stack([x.pixels for x in allp])
-        lat = torch.cat([self.family.encode_samples(self.comp, pixels[i : i + 32]) for i in range(0, len(allp), 32)])
-        return lat, torch.stack([x.time_ids() for x in allp])
+        x = torch.stack([v for v, _ in allp])
+        lat = torch.cat([self.family.encode_samples(self.comp, x[i : i + 32]) for i in range(0, len(allp), 32)])
+        return lat, torch.stack([t for _, t in allp])
 
     def make_batch(self, positions: list[int], epoch: int) -> PairBatch:
         """The ``PairBatch`` of some pairs in one epoch."""
         d, dev, fam = self.data, self.device, self.family
-        aug = [augmentation(self.seed, epoch, p, d.hflip, d.caption_dropout) for p in positions]
+        aug = [augmentation(self.seed, epoch, p, self.hflip, d.caption_dropout) for p in positions]
         b = len(positions)
         label = torch.tensor([self.pairs.pairs[p].label for p in positions])
         if self.cache is not None:
-            t = self.cache.pairs(positions, [a.flip for a in aug] if d.hflip else None, fam.text_fields)
+            t = self.cache.pairs(positions, [a.flip for a in aug] if self.hflip else None, fam.text_fields)
             chosen, rejected = t["chosen"].float(), t["rejected"].float()
             tids = torch.cat([t["time_ids_chosen"], t["time_ids_rejected"]])
             text = {f: t[f].to(dev, torch.float32) for f in fam.text_fields}

@@ -1,4 +1,4 @@
-"""Image preference pairs with Pick-a-Pic columns (methods.md §0.4), checked row by row.
+"""Image and audio preference pairs with Pick-a-Pic columns (methods.md §0.4), checked row by row.
 
 Sources (``data.source``):
 
@@ -8,11 +8,14 @@ Sources (``data.source``):
 * a folder of image files with an ``index.jsonl`` whose rows name the files relative to it.
 
 Columns: ``caption``, ``jpg_0``, ``jpg_1`` (encoded image bytes, an HF ``Image`` dict, or a file
-path) and ``label_0`` (1: image 0 preferred, 0: image 1 preferred, 0.5: tie). The split is never
+path) and ``label_0`` (1: image 0 preferred, 0: image 1 preferred, 0.5: tie). Audio pairs have
+``audio_0`` / ``audio_1`` instead: encoded WAV/FLAC bytes, a path, or an HF ``Audio`` dict
+(``{"array", "sampling_rate"}``), checked by ``data/audio.py``. The split is never
 guessed: a source with several splits needs ``data.split``, and an evaluation split (validation,
 test) is refused for training unless ``data.allow_eval_split`` (methods.md §7 #5).
 
-A bad row — missing or empty caption, label outside {0, 0.5, 1}, an image that does not decode —
+A bad row — missing or empty caption, label outside {0, 0.5, 1}, an image that does not decode,
+audio that does not decode, is silent or has another sample rate —
 raises an error naming the dataset, row and column, or (``on_bad_row: skip``) is dropped and
 counted. Ties are dropped and counted (``ties: drop``, the official recipe) or kept with label
 0.5 (``ties: half``).
@@ -67,7 +70,14 @@ class RowSource:
 
     def image_bytes(self, i: int, column: str) -> bytes:
         """Encoded bytes of an image cell: bytes, ``{"bytes": …, "path": …}`` or a path."""
+        return self.sample_value(i, column, arrays=False)
+
+    def sample_value(self, i: int, column: str, arrays: bool = True):
+        """A sample cell as encoded bytes (from bytes, ``{"bytes": …, "path": …}`` or a path), or,
+        with ``arrays``, an ``{"array", "sampling_rate"}`` dict as it is."""
         v = self.get(i, column)
+        if arrays and isinstance(v, dict) and v.get("array") is not None:
+            return v
         if isinstance(v, dict):
             v = v.get("bytes") or v.get("path")
         if isinstance(v, (bytes, bytearray)):
@@ -75,9 +85,9 @@ class RowSource:
         if isinstance(v, str) and v:
             p = Path(v) if self.root is None or Path(v).is_absolute() else self.root / v
             if not p.is_file():
-                raise BadRow(f"{self.name}: row {i}: column {column!r}: no such image file {p}")
+                raise BadRow(f"{self.name}: row {i}: column {column!r}: no such sample file {p}")
             return p.read_bytes()
-        raise BadRow(f"{self.name}: row {i}: column {column!r}: expected image bytes or a path, got {type(v).__name__}")
+        raise BadRow(f"{self.name}: row {i}: column {column!r}: expected encoded bytes or a path, got {type(v).__name__}")
 
 
 def _parquet_files(folder: Path, split: str | None) -> tuple[list[Path], list[str]]:
@@ -184,12 +194,18 @@ class PairSet:
     def caption(self, k: int) -> str:
         return self.source.get(self.pairs[k].row, self.columns[0])
 
-    def images(self, k: int) -> tuple[bytes, bytes]:
-        """(chosen, rejected) encoded images of pair ``k``."""
+    def images(self, k: int) -> tuple:
+        """(chosen, rejected) sample cells of pair ``k``: encoded bytes (or audio array dicts)."""
         p = self.pairs[k]
-        a = self.source.image_bytes(p.row, self.columns[1 + p.chosen])
-        b = self.source.image_bytes(p.row, self.columns[2 - p.chosen])
+        a = self.source.sample_value(p.row, self.columns[1 + p.chosen])
+        b = self.source.sample_value(p.row, self.columns[2 - p.chosen])
         return a, b
+
+    def where(self, k: int, which: int) -> str:
+        """``<dataset>: row r: column 'c'`` of the chosen (``which`` 0) or rejected (1) sample of pair ``k``."""
+        p = self.pairs[k]
+        col = self.columns[1 + (p.chosen if which == 0 else 1 - p.chosen)]
+        return f"{self.source.name}: row {p.row}: column {col!r}"
 
 
 def _check_image(data: bytes, where: str) -> None:
@@ -203,6 +219,15 @@ def _check_image(data: bytes, where: str) -> None:
         raise BadRow(f"{where}: image does not decode ({type(e).__name__}: {why})") from None
 
 
+def _check_audio(value, where: str, sample_rate: int, resample: bool) -> None:
+    from .audio import decode_cell
+
+    try:
+        decode_cell(value, where, sample_rate, resample)
+    except ValueError as e:
+        raise BadRow(str(e)) from None
+
+
 def load_pairs(
     source: str,
     split: str | None = None,
@@ -212,6 +237,9 @@ def load_pairs(
     max_pairs: int | None = None,
     allow_eval_split: bool = False,
     check_images: bool = True,
+    modality: str = "image",
+    sample_rate: int = 16000,
+    resample: bool = False,
 ) -> PairSet:
     """Open, check and orient the pairs of a source.
 
@@ -221,7 +249,10 @@ def load_pairs(
         on_bad_row (str): ``error`` (stop, naming dataset, row and column) or ``skip`` (drop and count).
         ties (str): ``drop`` (count them) or ``half`` (keep, label 0.5).
         max_pairs (int | None): keep at most this many pairs (the first ones).
-        check_images (bool): verify every image up front (structure and checksums).
+        check_images (bool): verify every image up front (structure and checksums), or decode and
+            check every clip (``modality: audio``).
+        modality (str): ``image`` or ``audio`` (the model family's). sample_rate (int), resample
+            (bool): audio only (``data/audio.decode_cell``).
 
     Returns:
         PairSet
@@ -241,7 +272,11 @@ def load_pairs(
                 raise BadRow(f"{src.name}: row {i}: column {lab_c!r}: label must be 0, 0.5 or 1, got {lab!r}")
             if check_images:
                 for c in (im0_c, im1_c):
-                    _check_image(src.image_bytes(i, c), f"{src.name}: row {i}: column {c!r}")
+                    where = f"{src.name}: row {i}: column {c!r}"
+                    if modality == "audio":
+                        _check_audio(src.sample_value(i, c), where, sample_rate, resample)
+                    else:
+                        _check_image(src.image_bytes(i, c), where)
         except BadRow as e:
             if on_bad_row != "skip":
                 raise

@@ -59,6 +59,7 @@ def evaluate(
     from ..faults import fault_point
     from ..rewards import load
     from ..sampling.pipeline import sample
+    from . import audio as audio_eval
     from . import generate, report, winrate
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,14 +75,17 @@ def evaluate(
             for s, ps in prompts.items()}
     images: dict[str, dict[str, torch.Tensor]] = {"base": {}, "tuned": {}}
     pipe = generate.load_pipeline(base, device=device)
+    audio = audio_eval.is_audio(pipe)
+    sr = int(pipe.vocoder.config.sampling_rate) if audio else None
+    sets = {n: m for n, m in scorers.items() if getattr(getattr(type(m), "spec", None), "scope", "") == "set"}
     head_ps, head_ss = next(iter(rows.values()))
     k = min(len(head_ps), batch_size, 4)  # a first small batch: a scorer that cannot work fails before the sampling
     check_scorers(scorers, sample(pipe, head_ps[:k], head_ss[:k], guidance_scale, num_inference_steps, k,
-                                  progress=False), head_ps[:k], device)
+                                  progress=False), head_ps[:k], device, sample_rate=sr)
     for which in ("base", "tuned"):
         if which == "tuned":
             if lora:
-                pipe.load_lora_weights(tuned)
+                generate.load_lora(pipe, tuned)
             else:
                 del pipe
                 pipe = generate.load_pipeline(tuned, device=device)
@@ -92,10 +96,14 @@ def evaluate(
     del pipe
     results, scores = {}, {}
     for split, (ps, _) in rows.items():
-        results[split] = {"n": len(ps), "scorers": {}, "attributes": {}}
+        results[split] = {"n": len(ps), "scorers": {}, "attributes": {}, "sets": {}}
         scores[split] = {}
         for name, module in scorers.items():
-            sc = {which: _score(module, images[which][split], ps, device) for which in ("base", "tuned")}
+            if name in sets:  # one value per whole set: base set against tuned set
+                results[split]["sets"][name] = audio_eval.set_compare(module, images["base"][split],
+                                                                      images["tuned"][split], ps, sr, device)
+                continue
+            sc = {which: _score(module, images[which][split], ps, device, sr) for which in ("base", "tuned")}
             scores[split][name] = {which: v[0].tolist() for which, v in sc.items()}
             results[split]["scorers"][name] = {**winrate.compare(sc["base"][0], sc["tuned"][0]),
                                                "labelled_training_data": name == labelled_by}
@@ -109,20 +117,29 @@ def evaluate(
     ok = None
     if judge is not None:  # frames: green where the last judge with a joint verdict says everything is right
         ok = [[bool(v) for v in _score(scorers[judge], images[w][head][cols], [rows[head][0][i] for i in cols],
-                                      device)[1]["joint"]] for w in ("base", "tuned")]
-    grid = report.save_grid([images["base"][head][cols], images["tuned"][head][cols]], out / "grid.png",
-                            captions=[None, [rows[head][0][i] for i in cols]], ok=ok)
+                                      device, sr)[1]["joint"]] for w in ("base", "tuned")]
+    shown = [images[w][head][cols] for w in ("base", "tuned")]
+    wavs = []
+    if audio:  # spectrograms in the grid; the first clips of each as WAV files
+        shown = [audio_eval.spectrogram_tiles(x, sr) for x in shown]
+        for w in ("base", "tuned"):
+            wavs += audio_eval.save_wavs(images[w][head][cols[:4]], sr, out / "audio",
+                                         [f"{w}-{j:02d}" for j in range(len(cols[:4]))])
+    grid = report.save_grid(shown, out / "grid.png", captions=[None, [rows[head][0][i] for i in cols]], ok=ok)
     settings = {"base": str(base), "tuned": str(tuned), "lora": lora, "reward": next(iter(scorers)),
                 "judges": list(scorers)[1:], "labelled_by": labelled_by, "seed": seed,
                 "seeds_per_prompt": seeds_per_prompt, "guidance_scale": guidance_scale,
                 "num_inference_steps": num_inference_steps, "splits": {s: len(p) for s, p in prompts.items()},
-                "grid": grid.name, "grid_frames": judge}
+                "grid": grid.name, "grid_frames": judge, "audio": audio,
+                "wavs": [str(w.relative_to(out)) for w in wavs]}
     report.write_report(out, settings, results)
     (out / "scores.json").write_text(json.dumps({s: {"prompts": rows[s][0], "seeds": rows[s][1], **scores[s]}
                                                   for s in rows}))
     for split, r in results.items():
         for name, res in r["scorers"].items():
             print_fn(report.summary_line(split, name, res))
+        for name, res in r["sets"].items():
+            print_fn(report.set_line(split, name, res))
         for name, attrs in r["attributes"].items():
             if name != labelled_by:
                 print_fn(report.attribute_line(split, name, attrs))
@@ -130,29 +147,30 @@ def evaluate(
     return results
 
 
-def check_scorers(scorers: dict, images, prompts: list[str], device) -> None:
+def check_scorers(scorers: dict, images, prompts: list[str], device, sample_rate: int | None = None) -> None:
     """Score a first small batch with every scorer: one that raises, returns the wrong shape or no
     finite score at all stops the evaluation here, in one line naming it (not after both models
     sampled every prompt). Instance-to-set rewards may score a whole first batch NaN (prompts
     without exemplars) and are only checked for failures and shape."""
     import torch
 
-    from ..rewards import Samples
+    from .audio import to_samples
 
     n = len(prompts)
     for name, module in scorers.items():
+        spec = getattr(type(module), "spec", None)
         try:
-            res = module(Samples(images.to(device), prompts))
+            res = module(to_samples(images, prompts, sample_rate, device))
         except Exception as e:  # noqa: BLE001 - any failure of a plugin is reported the same way
             msg = (str(e).strip().splitlines() or [""])[0]
             raise RuntimeError(f"eval reward {name!r} failed on a first batch of {n} images: "
                                f"{type(e).__name__}: {msg}") from None
         scores = getattr(res, "scores", None)
-        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n,):
+        want = () if getattr(spec, "scope", "instance") == "set" else (n,)
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != want:
             got = list(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
             raise RuntimeError(f"eval reward {name!r} returned scores of shape {got} for a first batch of {n} "
-                               f"images, expected [{n}]")
-        spec = getattr(type(module), "spec", None)
+                               f"images, expected {list(want)}")
         if getattr(spec, "scope", "instance") == "instance_to_set":
             continue  # NaN is "no exemplar for this prompt" there: a first batch may legitimately have none
         if not bool(torch.isfinite(scores).any()):
@@ -160,16 +178,16 @@ def check_scorers(scorers: dict, images, prompts: list[str], device) -> None:
                                f"(e.g. {float(scores[0])}); it cannot compare base and tuned")
 
 
-def _score(module, images, prompts: list[str], device) -> tuple:
+def _score(module, images, prompts: list[str], device, sample_rate: int | None = None) -> tuple:
     """Scores ``[N]`` and the per-attribute ``<attr>_ok`` details (numpy) of one scorer, in chunks."""
     import numpy as np
     import torch
 
-    from ..rewards import Samples
+    from .audio import to_samples
 
     parts, oks = [], {}
     for i in range(0, len(prompts), 256):
-        res = module(Samples(images[i : i + 256].to(device), prompts[i : i + 256]))
+        res = module(to_samples(images[i : i + 256], prompts[i : i + 256], sample_rate, device))
         parts.append(res.scores.float().cpu())
         for k, v in (res.details or {}).items():
             if k.endswith("_ok") or k == "joint":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["is_lora", "load_pipeline"]
+__all__ = ["is_lora", "load_pipeline", "load_lora"]
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
@@ -41,6 +41,16 @@ def load_pipeline(path: str, lora: str | None = None, device: str | torch.device
 
     pipe = safe_from_pretrained(DiffusionPipeline, resolve_pretrained(path, "eval base"), "pipeline", None, trust_pickle)
     if lora is not None:
-        pipe.load_lora_weights(lora, use_safetensors=None if trust_pickle else True)
+        load_lora(pipe, lora, trust_pickle)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def load_lora(pipe, folder: str | Path, trust_pickle: bool = False) -> None:
+    """A LoRA folder into ``pipe``: ``load_lora_weights`` where the pipeline has it, else (AudioLDM,
+    whose pipeline has no LoRA loader) the U-Net's ``load_lora_adapter`` with the ``unet`` prefix."""
+    safe = None if trust_pickle else True
+    if hasattr(pipe, "load_lora_weights"):
+        pipe.load_lora_weights(str(folder), use_safetensors=safe)
+    else:
+        pipe.unet.load_lora_adapter(str(folder), prefix="unet", use_safetensors=safe)

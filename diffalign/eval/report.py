@@ -85,6 +85,13 @@ def summary_line(split: str, reward: str, r: dict) -> str:
             f"{r['tuned']['mean']:.4f}, gain {_num(r['gain'], True)} (95% CI){mark}")
 
 
+def set_line(split: str, reward: str, r: dict) -> str:
+    """One printed line per split and set-scope scorer (the value of each whole set)."""
+    better = "higher" if r.get("higher_is_better", True) else "lower"
+    return (f"{split}: n={r['n']} {reward} (set, {better} is better) base {_num(r['base'])} -> tuned {_num(r['tuned'])}, "
+            f"change {_num(r['gain'], True)} (95% CI, bootstrap over rows)")
+
+
 def _acc(a: dict) -> str:
     g = a["gain"]
     return (f"{100 * a['base']['mean']:.1f} → {100 * a['tuned']['mean']:.1f}% "
@@ -122,6 +129,12 @@ def write_report(out: str | Path, settings: dict, results: dict[str, dict]) -> t
                 continue
             lines.append(f"| {split} | {name}{mark} | {x['n']} | {_num(x['base'])} | {_num(x['tuned'])} | "
                          f"{_num(x['gain'], True)} | {_pct(x['win_rate'])} |")
+    set_rows = [(split, name, x) for split, r in results.items() for name, x in r.get("sets", {}).items()]
+    if set_rows:
+        lines += ["", "| split | set scorer | n | base set | tuned set | change | better |", "|---|---|---|---|---|---|---|"]
+        for split, name, x in set_rows:
+            lines.append(f"| {split} | {name} | {x['n']} | {_num(x['base'])} | {_num(x['tuned'])} | {_num(x['gain'], True)} "
+                         f"| {'higher' if x.get('higher_is_better', True) else 'lower'} |")
     attr_rows = [(split, name, k, a) for split, r in results.items() for name, attrs in r["attributes"].items()
                  for k, a in attrs.items()]
     if attr_rows:
@@ -131,6 +144,9 @@ def write_report(out: str | Path, settings: dict, results: dict[str, dict]) -> t
             lines.append(f"| {split} | {name} | {k} | {a['n']} | {_pct(a['base'])} | {_pct(a['tuned'])} | "
                          f"{100 * g['mean']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}] |")
     frames = f"; frames: {settings['grid_frames']} (green: everything right)" if settings.get("grid_frames") else ""
-    lines += ["", f"![base (top) vs tuned (bottom){frames}]({settings.get('grid', 'grid.png')})", ""]
+    what = "spectrograms, " if settings.get("audio") else ""
+    lines += ["", f"![{what}base (top) vs tuned (bottom){frames}]({settings.get('grid', 'grid.png')})", ""]
+    if settings.get("wavs"):
+        lines += ["Audio: " + ", ".join(f"[{Path(w).name}]({w})" for w in settings["wavs"]), ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.json", out / "report.md"

@@ -31,11 +31,15 @@ class Conditioning:
         text_embeds (torch.Tensor | None): ``[N, D2]`` SDXL pooled embedding of text_encoder_2.
         time_ids (torch.Tensor | None): ``[N, 6]`` SDXL ``(orig_h, orig_w, crop_top, crop_left,
             target_h, target_w)`` of each image.
+        class_labels (torch.Tensor | None): ``[N, D]`` AudioLDM's L2-normalised CLAP text
+            embedding, fed to the U-Net's class embedding (``class_embed_type="simple_projection"``);
+            AudioLDM passes no ``encoder_hidden_states``.
     """
 
-    encoder_hidden_states: torch.Tensor
+    encoder_hidden_states: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
+    class_labels: torch.Tensor | None = None
 
     def _map(self, fn) -> "Conditioning":
         return Conditioning(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v)
@@ -56,7 +60,10 @@ class Conditioning:
     def unet_kwargs(self) -> dict:
         """Keyword arguments of ``UNet2DConditionModel.forward``."""
         added = None if self.text_embeds is None else {"text_embeds": self.text_embeds, "time_ids": self.time_ids}
-        return {"encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": added}
+        kw = {"encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": added}
+        if self.class_labels is not None:
+            kw["class_labels"] = self.class_labels
+        return kw
 
 
 class Denoiser:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["add_lora", "save_lora", "lora_parameters"]
+__all__ = ["add_lora", "save_lora", "lora_parameters", "lora_targets"]
 
 
 def add_lora(unet: torch.nn.Module, r: int, alpha: float, dropout: float, target_modules: list[str], init: str) -> None:
@@ -27,11 +27,23 @@ def add_lora(unet: torch.nn.Module, r: int, alpha: float, dropout: float, target
     from peft import LoraConfig
 
     unet.requires_grad_(False)
+    have = lora_targets(unet)
+    if not any(t in have or any(n.endswith("." + t) for n in _leaf_names(unet)) for t in target_modules):
+        raise ValueError(f"model.lora.target_modules {list(target_modules)} matched no layer of the U-Net; its linear and "
+                         f"convolution layers are named {', '.join(have)}")
     conf = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
                       init_lora_weights="gaussian" if init == "gaussian" else True)
     unet.add_adapter(conf)
-    if not any(p.requires_grad for p in unet.parameters()):
-        raise ValueError(f"model.lora.target_modules {target_modules} matched no module of the U-Net")
+
+
+def _leaf_names(unet: torch.nn.Module) -> list[str]:
+    return [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+
+
+def lora_targets(unet: torch.nn.Module) -> list[str]:
+    """The distinct short names (last path component, ``to_q``, ``conv1`` …) of the layers LoRA can wrap."""
+    return sorted({n.rsplit(".", 1)[-1] if not n.endswith((".0", ".1")) else ".".join(n.split(".")[-2:])
+                   for n in _leaf_names(unet)})
 
 
 def lora_parameters(unet: torch.nn.Module) -> dict[str, torch.Tensor]:

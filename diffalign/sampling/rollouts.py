@@ -61,16 +61,18 @@ class Groups:
 
 @torch.no_grad()
 def roll_out(pipe, decode, prompts: list[str], k: int, seeds: list[int], guidance_scale: float,
-             num_inference_steps: int, score=None, chunk: int = 64, overlap: bool = True) -> Groups:
+             num_inference_steps: int, score=None, chunk: int = 64, overlap: bool = True, sampler=None) -> Groups:
     """Sample ``k`` latents per prompt with per-sample generators, decode them and (optionally) score.
 
     Args:
         pipe: a diffusers pipeline whose U-Net is the model to sample (the policy or a reference).
-        decode: ``latents -> samples`` in [0, 1] (the family's ``decode_samples``).
+        decode: ``latents -> samples`` (the family's ``decode_samples``: images in [0, 1], or waveforms).
         prompts (list[str]): ``G`` prompts. k (int): samples per prompt. seeds (list[int]): ``G·k`` seeds.
         score: ``(samples, prompts) -> (scores [n], details)`` for a chunk, or None.
         chunk (int): samples per pipeline call (and per scoring call).
         overlap (bool): score a chunk in a worker thread while the next one samples.
+        sampler: ``(pipe, prompts, generators, guidance_scale, steps) -> latents`` (the family's
+            ``sample_latents``); default: the pipeline with ``output_type="latent"``.
     """
     flat = [p for p in prompts for _ in range(k)]
     if len(seeds) != len(flat):
@@ -80,8 +82,11 @@ def roll_out(pipe, decode, prompts: list[str], k: int, seeds: list[int], guidanc
     try:
         for i in range(0, len(flat), chunk):
             gens = [torch.Generator().manual_seed(int(s)) for s in seeds[i : i + chunk]]
-            z = pipe(flat[i : i + chunk], generator=gens, guidance_scale=guidance_scale,
-                     num_inference_steps=num_inference_steps, output_type="latent").images.float().cpu()
+            if sampler is not None:
+                z = sampler(pipe, flat[i : i + chunk], gens, guidance_scale, num_inference_steps).float().cpu()
+            else:
+                z = pipe(flat[i : i + chunk], generator=gens, guidance_scale=guidance_scale,
+                         num_inference_steps=num_inference_steps, output_type="latent").images.float().cpu()
             x = decode(z).float().cpu()
             lat.append(z)
             dec.append(x)

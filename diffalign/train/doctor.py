@@ -76,8 +76,12 @@ def _check_eval_scorers(cfg) -> None:
     e = cfg.eval
     scorers = {n: load(n).eval() for n in [e.reward, *(e.judges or [])]}
     prompts = [p for ps in read_prompts(e.prompts, e.splits, 2).values() for p in ps][:2]
-    res = getattr(getattr(cfg, "data", None), "resolution", None) or 64
     g = torch.Generator().manual_seed(0)
+    if all(s.spec.modality == "audio" for s in scorers.values()):  # 1 s of noise at the scorers' rate
+        rate = next((s.spec.sample_rate for s in scorers.values() if s.spec.sample_rate), 16000)
+        check_scorers(scorers, torch.rand(len(prompts), rate, generator=g) * 0.2 - 0.1, prompts, "cpu", sample_rate=rate)
+        return
+    res = getattr(getattr(cfg, "data", None), "resolution", None) or 64
     check_scorers(scorers, torch.rand(len(prompts), 3, res, res, generator=g), prompts, "cpu")
 
 

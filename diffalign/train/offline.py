@@ -77,8 +77,12 @@ def make_trainable(unet: torch.nn.Module, lora, loop, wdtype: torch.dtype, devic
 def pair_batcher(cfg, comp, acc, note: str = "") -> PairBatcher:
     """The ``PairBatcher`` of the config's ``data:`` section (its latent cache built when ``data.cache``)."""
     d, m = cfg.data, cfg.model
-    pairs = load_pairs(d.source, d.split, (d.caption_column, d.image_0_column, d.image_1_column, d.label_column),
-                       d.on_bad_row, d.ties, d.max_pairs, d.allow_eval_split)
+    fam = comp.family
+    audio = fam.modality == "audio"
+    cols = (d.audio_0_column, d.audio_1_column) if audio else (d.image_0_column, d.image_1_column)
+    pairs = load_pairs(d.source, d.split, (d.caption_column, *cols, d.label_column), d.on_bad_row, d.ties, d.max_pairs,
+                       d.allow_eval_split, modality=fam.modality,
+                       sample_rate=fam.sample_rate(comp) if audio else 16000, resample=d.resample)
     acc.print(f"[data] {pairs.source.name}: {len(pairs)} pairs{note}"
               f" ({pairs.ties} ties dropped, {pairs.skipped} bad rows skipped)")
     batcher = PairBatcher(pairs, comp, d, cfg.train.seed, acc.device, {"vae": m.vae, "vae_dtype": m.vae_dtype})

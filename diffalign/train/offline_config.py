@@ -68,9 +68,14 @@ class PairDataConfig:
         split: the split to train on; required when the source has several (never guessed).
         allow_eval_split: permit training on a split named like validation/test.
         caption_column / image_0_column / image_1_column / label_column: column names.
+        audio_0_column / audio_1_column: the sample columns of audio pairs (``audioldm`` family).
         resolution: side of the square training images in pixels.
         crop: ``center`` or ``random`` (random needs ``cache: false``).
-        hflip: random horizontal flip (the same for both images of a pair).
+        hflip: random horizontal flip (the same for both images of a pair); null: on for images,
+            off for audio (audio is never flipped).
+        audio_seconds: clip length audio pairs are cut or zero-padded to (null: the pipeline's
+            default length, ``unet.sample_size`` latent frames).
+        resample: resample audio at another sample rate (polyphase) instead of refusing the row.
         caption_dropout: share of pairs trained with the empty prompt (official recipe 0.2 via
             ``--proportion_empty_prompts``; diffusers scripts 0).
         ties: ``drop`` pairs labelled 0.5 (official; ~12% of Pick-a-Pic) or ``half``: keep them
@@ -88,10 +93,14 @@ class PairDataConfig:
     caption_column: str = "caption"
     image_0_column: str = "jpg_0"
     image_1_column: str = "jpg_1"
+    audio_0_column: str = "audio_0"
+    audio_1_column: str = "audio_1"
     label_column: str = "label_0"
     resolution: int = 512
     crop: Literal["center", "random"] = "center"
-    hflip: bool = True
+    hflip: bool | None = None
+    audio_seconds: float | None = None
+    resample: bool = False
     caption_dropout: float = 0.0
     ties: Literal["drop", "half"] = "drop"
     on_bad_row: Literal["error", "skip"] = "error"
@@ -103,6 +112,8 @@ class PairDataConfig:
     def validate(self) -> None:
         if self.cache and self.crop == "random":
             raise ValueError("data.crop: random needs data.cache: false (a cache stores one crop per image)")
+        if self.audio_seconds is not None and self.audio_seconds <= 0:
+            raise ValueError(f"data.audio_seconds must be > 0, got {self.audio_seconds}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ValueError(f"data.caption_dropout must be in [0, 1), got {self.caption_dropout}")
 

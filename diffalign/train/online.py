@@ -46,8 +46,14 @@ def build_reward(cfg):
     from ..rewards import WeightedSum, load
     from ..rewards.set_reward import LeaveOneOut
 
-    reward = load(cfg.name, **cfg.kwargs) if cfg.name else WeightedSum(cfg.weights, load_kwargs=cfg.kwargs)
-    return LeaveOneOut(reward) if reward.spec.scope == "set" else reward
+    if cfg.name:
+        reward = load(cfg.name, **cfg.kwargs)
+        return LeaveOneOut(reward) if reward.spec.scope == "set" else reward
+    built = {}
+    for name in cfg.weights:  # set-scope components of a sum: leave-one-out over the round's samples
+        r = load(name, **cfg.kwargs.get(name, {}))
+        built[name] = LeaveOneOut(r) if r.spec.scope == "set" else r
+    return WeightedSum(cfg.weights, rewards=built)
 
 
 class OnlineTrainer:
@@ -104,9 +110,11 @@ class OnlineTrainer:
 
     # ---- one round --------------------------------------------------------------------------
     def _score(self, samples: torch.Tensor, prompts: list[str]):
-        from ..rewards import Samples
+        from ..eval.audio import to_samples
 
-        out = self.reward(Samples(samples.to(self.acc.device), prompts))
+        fam = self.comp.family
+        rate = fam.sample_rate(self.comp) if fam.modality == "audio" else None
+        out = self.reward(to_samples(samples, prompts, rate, self.acc.device))  # images [N, 3, H, W] or waves [N, T]
         details = {k: v for k, v in (out.details or {}).items() if torch.is_tensor(v) and v.shape == out.scores.shape}
         return out.scores, details
 
@@ -140,7 +148,8 @@ class OnlineTrainer:
                 t0 = time.perf_counter()
                 groups = roll_out(pipe, lambda z: self.comp.family.decode_samples(self.comp, z), prompts,
                                   r.samples_per_prompt, seeds, r.guidance_scale, r.num_inference_steps,
-                                  self._score if self.reward is not None else None, r.chunk, r.overlap_scoring)
+                                  self._score if self.reward is not None else None, r.chunk, r.overlap_scoring,
+                                  sampler=self.comp.family.sample_latents)
                 secs = time.perf_counter() - t0
         finally:
             pipe.unet = model
@@ -172,8 +181,10 @@ class OnlineTrainer:
         """The ``PairBatch`` of index pairs ``[B, 2]`` (preferred first) of a round."""
         rows = torch.cat([pairs[:, 0], pairs[:, 1]])
         prompts = [groups.prompt_of(int(i)) for i in rows]
-        h, w = groups.samples.shape[-2:]
-        tids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).repeat(len(rows), 1)
+        tids = None
+        if self.comp.family.modality == "image":  # SDXL micro-conditioning: the sampled size, uncropped
+            h, w = groups.samples.shape[-2:]
+            tids = torch.tensor([[h, w, 0, 0, h, w]], dtype=torch.float32).repeat(len(rows), 1)
         cond = self.comp.family.conditioning(self._text_of(prompts), tids)
         b = PairBatch(groups.latent(pairs[:, 0]), groups.latent(pairs[:, 1]), cond,
                       torch.ones(pairs.shape[0]), rows[: pairs.shape[0]])
@@ -215,7 +226,12 @@ class OnlineTrainer:
 
         k = groups.k
         n = min(8, len(groups.prompts))
-        rows = [groups.samples[g * k : (g + 1) * k] for g in range(n)]
+        samples = groups.samples
+        if self.comp.family.modality == "audio":  # waveforms [N, T] → spectrogram tiles [N, 3, rows, frames]
+            from ..eval.audio import spectrogram_tiles
+
+            samples = spectrogram_tiles(samples[: n * k], self.comp.family.sample_rate(self.comp))
+        rows = [samples[g * k : (g + 1) * k] for g in range(n)]
         sc = groups.scores
         caps = [[groups.prompts[g] + ("" if sc is None else f" {float(sc[g * k + j]):.2f}") for j in range(k)]
                 for g in range(n)]

@@ -84,7 +84,7 @@ def test_parquet_shards_by_split_and_folder_of_pairs(tmp_path):
         lines.append(json.dumps({"caption": f"p{i}", "jpg_0": f"img/{i}_0.png", "jpg_1": f"img/{i}_1.png", "label_0": 1}))
     lines.append(json.dumps({"caption": "p3", "jpg_0": "img/missing.png", "jpg_1": "img/0_1.png", "label_0": 0}))
     (f / "index.jsonl").write_text("\n".join(lines))
-    with pytest.raises(BadRow, match="row 3: column 'jpg_0': no such image file"):
+    with pytest.raises(BadRow, match="row 3: column 'jpg_0': no such sample file"):
         load_pairs(str(f))
     ps = load_pairs(str(f), on_bad_row="skip")
     assert len(ps) == 3 and ps.skipped == 1 and ps.caption(2) == "p2"

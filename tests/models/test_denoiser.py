@@ -25,7 +25,7 @@ def test_frozen_denoiser_casts_inputs(parts):
 
 
 def test_conditioning_casts_moves_and_repeats_every_field():
-    c = Conditioning(torch.randn(2, 3, 4), torch.randn(2, 5), torch.randn(2, 6))
+    c = Conditioning(torch.randn(2, 3, 4), torch.randn(2, 5), torch.randn(2, 6), torch.randn(2, 7))
     h = c.to(dtype=torch.float16)
     assert all(getattr(h, f.name).dtype == torch.float16 for f in dataclasses.fields(c))  # no field left behind
     r = c.repeat(2)

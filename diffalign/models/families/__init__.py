@@ -1,4 +1,4 @@
-"""Model families, one object per family: ``sd`` (SD 1.x/2.x) and ``sdxl``.
+"""Model families, one object per family: ``sd`` (SD 1.x/2.x), ``sdxl`` and ``audioldm``.
 
 A family loads a pipeline folder into ``Components``, encodes prompts and samples, builds the
 U-Net conditioning, names its pipeline class and saves full pipelines and LoRA adapters. Add a
@@ -13,13 +13,14 @@ import json
 from pathlib import Path
 
 from ..loading import resolve_pretrained
+from .audioldm import AudioLDM
 from .base import Components, Family
 from .sd import SD
 from .sdxl import SDXL
 
 __all__ = ["FAMILIES", "Components", "Family", "get_family", "detect_family", "load_components"]
 
-FAMILIES: dict[str, type[Family]] = {"sd": SD, "sdxl": SDXL}
+FAMILIES: dict[str, type[Family]] = {"sd": SD, "sdxl": SDXL, "audioldm": AudioLDM}
 
 
 def get_family(name: str) -> Family:

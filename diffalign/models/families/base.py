@@ -31,6 +31,7 @@ class Components:
         unet, vae: diffusers models. text_encoders, tokenizers (list): one (sd) or two (sdxl).
         scheduler: a ``DDPMScheduler`` for training (the pipeline's betas and prediction type).
         prediction_type (str): ``epsilon``, ``v_prediction`` or ``sample``.
+        extras (dict): family-specific parts (AudioLDM: ``vocoder`` and the ``mel`` front-end).
     """
 
     family: "Family"
@@ -41,6 +42,7 @@ class Components:
     tokenizers: list = field(default_factory=list)
     scheduler: object = None
     prediction_type: str = "epsilon"
+    extras: dict = field(default_factory=dict)
 
     @property
     def vae_scale(self) -> float:
@@ -48,7 +50,7 @@ class Components:
 
     def encoders(self) -> list[torch.nn.Module]:
         """The frozen encoders (VAE and text), e.g. to move them off the device after caching."""
-        return [self.vae, *self.text_encoders]
+        return [self.vae, *self.text_encoders, *(m for m in self.extras.values() if isinstance(m, torch.nn.Module))]
 
 
 class Family:
@@ -60,6 +62,7 @@ class Family:
     """
 
     name: ClassVar[str] = ""
+    modality: ClassVar[str] = "image"  # what a sample is: ``image`` [3, H, W] in [-1, 1], or ``audio`` [T]
     pipeline_class_name: ClassVar[str] = ""
     text_encoders: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     text_fields: ClassVar[tuple[str, ...]] = ("encoder_hidden_states",)
@@ -131,7 +134,18 @@ class Family:
 
         return save_lora(unet, self.pipeline_class(), path)
 
+    def load_lora(self, pipe, folder: str | Path) -> None:
+        """Load a LoRA folder written by ``save_lora`` into a pipeline of the family."""
+        pipe.load_lora_weights(str(folder), use_safetensors=True)
+
     # ---- samples ------------------------------------------------------------------------------
+    def sample_latents(self, pipe, prompts: list[str], generators: list, guidance_scale: float,
+                       num_inference_steps: int) -> torch.Tensor:
+        """The sampler's final latents ``[N, C, h, w]`` fp32 on the CPU (``output_type="latent"``),
+        one generator per sample."""
+        return pipe(prompts, generator=generators, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+                    output_type="latent").images.float().cpu()
+
     @torch.no_grad()
     def encode_samples(self, comp: Components, pixels: torch.Tensor) -> torch.Tensor:
         """VAE posterior means × scaling factor: ``[N, 3, H, W]`` in [−1, 1] → ``[N, C, H/f, W/f]`` fp32.
