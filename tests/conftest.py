@@ -80,6 +80,14 @@ def audioldm_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def audioldm2_path(tmp_path_factory):
+    """A saved tiny AudioLDM2Pipeline folder (CLAP + T5 + GPT-2, a two-stream U-Net)."""
+    from tests.helpers import save_audioldm2
+
+    return save_audioldm2(tmp_path_factory.mktemp("tiny_audioldm2") / "pipe")
+
+
+@pytest.fixture(scope="session")
 def audio_pairs_parquet(tmp_path_factory):
     """8 audio pairs (FLAC), labelled by pitch."""
     from tests.helpers import audio_pair_rows

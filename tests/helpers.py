@@ -205,3 +205,55 @@ def audio_pair_rows(n: int, seed: int = 0) -> list[dict]:
         rows.append({"caption": "a low tone" if low else "a high tone", "audio_0": wav_bytes(lo), "audio_1": wav_bytes(hi),
                      "label_0": 1.0 if low else 0.0})
     return rows
+
+
+def audioldm2_parts():
+    """Components of a tiny ``AudioLDM2Pipeline``: CLAP (text and a tiny HTSAT audio tower), a T5 encoder
+    (with the byte-level tokenizer: no sentencepiece model offline), projection, GPT-2, a two-stream
+    U-Net, and the VAE / vocoder / scheduler of :func:`audioldm_parts`."""
+    from diffusers import AudioLDM2ProjectionModel
+    from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
+    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig, GPT2Config,
+                              GPT2LMHeadModel, T5Config, T5EncoderModel)
+
+    from diffalign.rewards._tokenizers import tiny_roberta_tokenizer
+
+    base = audioldm_parts()
+    tok, tok2 = tiny_roberta_tokenizer(max_length=16), tiny_roberta_tokenizer(max_length=12)
+    torch.manual_seed(0)
+    clap = ClapModel(ClapConfig(
+        text_config=ClapTextConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=20, pad_token_id=1).to_dict(),
+        audio_config=ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=37, depths=[2, 2],
+                                     num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=192, patch_size=2,
+                                     patch_stride=2, patch_embed_input_channels=4).to_dict(),
+        projection_dim=16))
+    torch.manual_seed(0)
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tok2), d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1))
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=1, vocab_size=100, n_ctx=64, n_positions=64))
+    lm.config.max_new_tokens = 8
+    torch.manual_seed(0)
+    proj = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16)
+    torch.manual_seed(0)
+    unet = AudioLDM2UNet2DConditionModel(sample_size=AUDIO_FRAMES // 2, in_channels=4, out_channels=4,
+                                         block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                         cross_attention_dim=([None, 16, 32], [None, 16, 32]),  # self, GPT-2, T5
+                                         attention_head_dim=2)
+    return dict(vae=base["vae"], text_encoder=clap, text_encoder_2=t5, projection_model=proj, language_model=lm,
+                tokenizer=tok, tokenizer_2=tok2,
+                feature_extractor=ClapFeatureExtractor(feature_size=64, sampling_rate=AUDIO_SR), unet=unet, scheduler=base["scheduler"],
+                vocoder=base["vocoder"])
+
+
+def save_audioldm2(folder) -> str:
+    from diffusers import AudioLDM2Pipeline
+
+    from diffalign.models.families.mel import MelConfig
+
+    AudioLDM2Pipeline(**audioldm2_parts()).save_pretrained(folder)
+    MelConfig(sample_rate=AUDIO_SR, n_fft=256, hop=AUDIO_HOP, n_mels=AUDIO_MELS, mel_scale="htk", norm=None,
+              log_floor=1e-2).save(folder)
+    return str(folder)

@@ -34,12 +34,18 @@ class Conditioning:
         class_labels (torch.Tensor | None): ``[N, D]`` AudioLDM's L2-normalised CLAP text
             embedding, fed to the U-Net's class embedding (``class_embed_type="simple_projection"``);
             AudioLDM passes no ``encoder_hidden_states``.
+        encoder_hidden_states_1 (torch.Tensor | None): ``[N, L, D]`` AudioLDM 2's second
+            cross-attention stream (T5 states); ``encoder_hidden_states`` then holds GPT-2's
+            generated states ``[N, 8, D_lm]``.
+        encoder_attention_mask_1 (torch.Tensor | None): ``[N, L]`` 1/0 mask of the T5 states.
     """
 
     encoder_hidden_states: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
     class_labels: torch.Tensor | None = None
+    encoder_hidden_states_1: torch.Tensor | None = None
+    encoder_attention_mask_1: torch.Tensor | None = None
 
     def _map(self, fn) -> "Conditioning":
         return Conditioning(**{f.name: None if (v := getattr(self, f.name)) is None else fn(v)
@@ -58,11 +64,14 @@ class Conditioning:
         return self._map(lambda v: v[index])
 
     def unet_kwargs(self) -> dict:
-        """Keyword arguments of ``UNet2DConditionModel.forward``."""
-        added = None if self.text_embeds is None else {"text_embeds": self.text_embeds, "time_ids": self.time_ids}
-        kw = {"encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": added}
-        if self.class_labels is not None:
-            kw["class_labels"] = self.class_labels
+        """Keyword arguments of ``UNet2DConditionModel.forward`` (or AudioLDM 2's U-Net): the fields
+        that are set (``encoder_hidden_states`` always, it is positional there)."""
+        kw = {"encoder_hidden_states": self.encoder_hidden_states}
+        if self.text_embeds is not None:
+            kw["added_cond_kwargs"] = {"text_embeds": self.text_embeds, "time_ids": self.time_ids}
+        for name in ("class_labels", "encoder_hidden_states_1", "encoder_attention_mask_1"):
+            if getattr(self, name) is not None:
+                kw[name] = getattr(self, name)
         return kw
 
 

@@ -26,6 +26,9 @@ def add_lora(unet: torch.nn.Module, r: int, alpha: float, dropout: float, target
     """
     from peft import LoraConfig
 
+    if not hasattr(unet, "add_adapter"):
+        raise ValueError(f"model.lora: {type(unet).__name__} has no adapter support in diffusers (no add_adapter); "
+                         f"train it fully (model.lora: null)")
     unet.requires_grad_(False)
     have = lora_targets(unet)
     if not any(t in have or any(n.endswith("." + t) for n in _leaf_names(unet)) for t in target_modules):

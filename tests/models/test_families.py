@@ -18,7 +18,7 @@ def sdxl(sdxl_path):
 
 def test_detection_and_registry(sd_path, sdxl_path, tmp_path):
     assert detect_family(sd_path) == "sd" and detect_family(sdxl_path) == "sdxl"
-    assert set(FAMILIES) == {"sd", "sdxl", "audioldm"}
+    assert set(FAMILIES) == {"sd", "sdxl", "audioldm", "audioldm2"}
     with pytest.raises(ValueError, match="model.family must be one of"):
         get_family("flux")
     with pytest.raises(FileNotFoundError, match="not a diffusers pipeline folder"):

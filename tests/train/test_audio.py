@@ -170,3 +170,54 @@ def test_wrong_rate_is_resampled_when_asked(acfg, tmp_path):
     src = write_parquet(rows, tmp_path / "rate.parquet")
     tr = DiffusionTrainer(acfg(data={"source": src, "cache": False, "resample": True}))
     assert len(tr.batcher.pairs) == 4
+
+
+# ---- AudioLDM 2 --------------------------------------------------------------------------------------
+def test_audioldm2_conditioning_and_sampled_latents_match_the_pipeline(audioldm2_path):
+    from diffusers import AudioLDM2Pipeline
+
+    comp = load_components(audioldm2_path)
+    fam = comp.family
+    assert detect_family(audioldm2_path) == "audioldm2" and fam.modality == "audio"
+    text = fam.encode_prompts(comp, ["a low tone", "a high tone with a much longer caption"])
+    assert text["encoder_hidden_states"].shape == (2, 8, 16)  # GPT-2's 8 generated states
+    assert text["encoder_hidden_states_1"].shape == (2, 12, 32) and text["encoder_attention_mask_1"].shape == (2, 12)
+    assert fam.encode_prompts(comp, ["x"])["encoder_hidden_states_1"].shape == (1, 12, 32)  # fixed length, any batch
+    pipe = AudioLDM2Pipeline.from_pretrained(audioldm2_path)
+    pipe.set_progress_bar_config(disable=True)
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2)]  # noqa: E731
+    prompts = ["a low tone", "a high tone"]
+    lat = fam.sample_latents(pipe, prompts, gens(), 2.5, 3)
+    noise = torch.stack([torch.randn(fam.latent_shape(comp), generator=g) for g in gens()])
+    theirs = pipe(prompts, latents=noise, guidance_scale=2.5, num_inference_steps=3).audios
+    np.testing.assert_allclose(fam.decode_samples(comp, lat).numpy(), theirs, atol=1e-5)
+    # our conditioning is the pipeline's: one U-Net call on it equals the pipeline's own inputs
+    t5, mask, gen = pipe.encode_prompt(prompts, "cpu", 1, False)
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([50, 900])
+    with torch.no_grad():
+        mine = Denoiser(comp.unet)(x, t, fam.conditioning(fam.encode_prompts(comp, prompts), None))
+        ref = pipe.unet(x, t, encoder_hidden_states=gen, encoder_hidden_states_1=t5, encoder_attention_mask_1=mask).sample
+    torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_tiny_audioldm2_trains_and_its_output_reloads_in_plain_diffusers(acfg, audioldm2_path, tmp_path):
+    from diffusers import AudioLDM2Pipeline
+
+    with pytest.raises(ValueError, match="AudioLDM2UNet2DConditionModel has no adapter support"):
+        DiffusionTrainer(acfg(model={"path": audioldm2_path, "lora": {"r": 4, "alpha": 4}}))
+    tr = DiffusionTrainer(acfg(model={"path": audioldm2_path, "lora": None}, data={"cache": False}))
+    ref0 = {n: p.detach().clone() for n, p in tr.reference.unet.named_parameters()}
+    before = trainable(tr.unet)
+    tr.train()
+    logged = [json.loads(x) for x in (Path(tr.cfg.train.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert abs(logged[0]["loss"] - np.log(2)) < 1e-3  # the frozen copy equals the policy at step 0
+    assert all(torch.equal(p, ref0[n]) for n, p in tr.reference.unet.named_parameters())
+    after = trainable(tr.unet)
+    assert any(not torch.equal(before[n], after[n]) for n in after)
+    out = tr.save(tmp_path / "full2")
+    pipe = AudioLDM2Pipeline.from_pretrained(out)
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([50, 900])
+    cond = tr.comp.family.conditioning(tr.comp.family.encode_prompts(tr.comp, ["a low tone", "a high tone"]), None)
+    with torch.no_grad():
+        torch.testing.assert_close(Denoiser(pipe.unet)(x, t, cond), Denoiser(tr.unet)(x, t, cond), rtol=1e-5, atol=1e-5)
+    assert (out / "mel_config.json").is_file()

@@ -1,4 +1,4 @@
-"""Model families, one object per family: ``sd`` (SD 1.x/2.x), ``sdxl`` and ``audioldm``.
+"""Model families, one object per family: ``sd`` (SD 1.x/2.x), ``sdxl``, ``audioldm`` and ``audioldm2``.
 
 A family loads a pipeline folder into ``Components``, encodes prompts and samples, builds the
 U-Net conditioning, names its pipeline class and saves full pipelines and LoRA adapters. Add a
@@ -14,13 +14,14 @@ from pathlib import Path
 
 from ..loading import resolve_pretrained
 from .audioldm import AudioLDM
+from .audioldm2 import AudioLDM2
 from .base import Components, Family
 from .sd import SD
 from .sdxl import SDXL
 
 __all__ = ["FAMILIES", "Components", "Family", "get_family", "detect_family", "load_components"]
 
-FAMILIES: dict[str, type[Family]] = {"sd": SD, "sdxl": SDXL, "audioldm": AudioLDM}
+FAMILIES: dict[str, type[Family]] = {"sd": SD, "sdxl": SDXL, "audioldm": AudioLDM, "audioldm2": AudioLDM2}
 
 
 def get_family(name: str) -> Family:
