@@ -1,6 +1,7 @@
 """Conditioning and denoiser wrappers."""
 
 import dataclasses
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -25,16 +26,18 @@ def test_frozen_denoiser_casts_inputs(parts):
 
 
 def test_conditioning_casts_moves_and_repeats_every_field():
-    c = Conditioning(torch.randn(2, 3, 4), torch.randn(2, 5), torch.randn(2, 6), torch.randn(2, 7))
+    c = Conditioning(*(torch.randn(2, 3 + i) for i in range(len(dataclasses.fields(Conditioning)))))
     h = c.to(dtype=torch.float16)
     assert all(getattr(h, f.name).dtype == torch.float16 for f in dataclasses.fields(c))  # no field left behind
     r = c.repeat(2)
     assert all(getattr(r, f.name).shape[0] == 4 for f in dataclasses.fields(c))
     assert torch.equal(r.text_embeds[2:], c.text_embeds)
-    assert c.rows(torch.tensor([1])).time_ids.shape == (1, 6)
+    assert c.rows(torch.tensor([1])).time_ids.shape == (1, 5)
     kw = c.unet_kwargs()
     assert kw["added_cond_kwargs"]["time_ids"] is c.time_ids and kw["encoder_hidden_states"] is c.encoder_hidden_states
-    assert Conditioning(torch.randn(2, 3, 4)).unet_kwargs()["added_cond_kwargs"] is None
+    assert {"class_labels", "encoder_hidden_states_1", "encoder_attention_mask_1"} <= set(kw)
+    assert Conditioning(torch.randn(2, 3, 4)).unet_kwargs() == {"encoder_hidden_states": ANY}  # only what is set
+    assert Conditioning(class_labels=torch.randn(2, 8)).unet_kwargs()["encoder_hidden_states"] is None  # positional
 
 
 def test_adapter_off_is_the_base_model(parts):
