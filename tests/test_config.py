@@ -20,6 +20,20 @@ def test_every_config_validates(path):
     assert "diffalign train" in path.read_text().split("trainer:")[0]
 
 
+REAL = [p for p in ALL_CONFIGS if p.parent.name in ("sd15", "sdxl", "audioldm", "audioldm2")]
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_real_model_configs_stop_in_one_line_naming_the_missing_weights(path, monkeypatch, tmp_path):
+    from diffalign.models.loading import WeightsNotFound
+    from diffalign.train.offline import check_paths
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing is on disk
+    cfg = load_config(path)
+    with pytest.raises(WeightsNotFound, match=rf"model.path: '{cfg.model.path}' is not a local folder .*huggingface-cli download"):
+        check_paths(cfg)
+
+
 def test_config_errors():
     base = {"trainer": "text", "model": {"build": {"model_type": "llama"}, "tokenizer": "t"}, "data": {"train": "x"}}
     with pytest.raises(ConfigError, match=r"<t>: data.train: required key is missing"):

@@ -245,7 +245,8 @@ def load_pairs(
 
     Args:
         source (str), split (str | None): see ``open_source``.
-        columns: caption, image 0, image 1 and label column names.
+        columns: caption, image 0, image 1 and label column names (label ``None``: chosen/rejected
+            datasets such as Audio-Alpaca, where sample 0 is always the preferred one).
         on_bad_row (str): ``error`` (stop, naming dataset, row and column) or ``skip`` (drop and count).
         ties (str): ``drop`` (count them) or ``half`` (keep, label 0.5).
         max_pairs (int | None): keep at most this many pairs (the first ones).
@@ -267,7 +268,7 @@ def load_pairs(
             cap = src.get(i, cap_c)
             if not isinstance(cap, str) or not cap.strip():
                 raise BadRow(f"{src.name}: row {i}: column {cap_c!r}: expected a non-empty caption, got {cap!r}"[:200])
-            lab = src.get(i, lab_c)
+            lab = 1.0 if lab_c is None else src.get(i, lab_c)  # no label column: sample 0 is the chosen one
             if isinstance(lab, bool) or not isinstance(lab, (int, float)) or float(lab) not in (0.0, 0.5, 1.0):
                 raise BadRow(f"{src.name}: row {i}: column {lab_c!r}: label must be 0, 0.5 or 1, got {lab!r}")
             if check_images:

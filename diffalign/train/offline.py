@@ -210,7 +210,13 @@ _LOCAL = (".parquet", ".jsonl", ".json", ".csv", ".txt")
 
 
 def check_paths(cfg) -> None:
-    """Data and prompt files the config names must exist: one line naming the key, before any model loads."""
+    """The model and the data and prompt files the config names must exist: one line naming the key
+    (the weights first), before any model loads."""
+    path = getattr(getattr(cfg, "model", None), "path", None)
+    if isinstance(path, str) and cfg.trainer != "text":
+        from ..models.loading import resolve_pretrained
+
+        resolve_pretrained(path, "model.path")  # a local folder or the HF cache, else one line saying how to get it
     keys = {"data.source": ("data", "source"), "data.train": ("data", "train"), "data.eval": ("data", "eval"),
             "eval.prompts": ("eval", "prompts"), "rollout.prompts": ("rollout", "prompts")}
     for key, (sec, attr) in keys.items():

@@ -69,6 +69,8 @@ class PairDataConfig:
         allow_eval_split: permit training on a split named like validation/test.
         caption_column / image_0_column / image_1_column / label_column: column names.
         audio_0_column / audio_1_column: the sample columns of audio pairs (``audioldm`` family).
+        label_column: null for chosen/rejected datasets (sample 0 always preferred; e.g.
+            Audio-Alpaca with ``audio_0_column: chosen``, ``audio_1_column: rejected``).
         resolution: side of the square training images in pixels.
         crop: ``center`` or ``random`` (random needs ``cache: false``).
         hflip: random horizontal flip (the same for both images of a pair); null: on for images,
@@ -95,7 +97,7 @@ class PairDataConfig:
     image_1_column: str = "jpg_1"
     audio_0_column: str = "audio_0"
     audio_1_column: str = "audio_1"
-    label_column: str = "label_0"
+    label_column: str | None = "label_0"
     resolution: int = 512
     crop: Literal["center", "random"] = "center"
     hflip: bool | None = None

@@ -25,7 +25,7 @@ def test_list_rewards_rows_match_built_specs(built_rewards):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("laion_clap") is None, reason="audio extra (laion_clap) not installed")
+@pytest.mark.skipif(importlib.util.find_spec("laion_clap") is None, reason="laion extra (laion_clap) not installed")
 def test_laion_clap_backend_is_deterministic_and_differentiable(no_network):
     """One forward/backward only: HTSAT-tiny at full size costs seconds per 10 s window on CPU."""
     import torch

@@ -76,7 +76,7 @@ def build_laion_backend(
     try:
         import laion_clap
     except ImportError as err:
-        raise ImportError("clap backend 'laion_clap' needs the audio extra: pip install 'diffalign[audio]'") from err
+        raise ImportError("clap backend 'laion_clap' needs the laion extra (it pins numpy<2 and pyarrow<26): pip install 'diffalign[laion]'") from err
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
     if weights is None:

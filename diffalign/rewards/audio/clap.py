@@ -11,7 +11,7 @@ Backends:
   Apache-2.0) with a torch log-mel front-end equal to ``ClapFeatureExtractor``'s unfused path
   (Hann STFT 1024 / hop 480 at 48 kHz, Slaney mel 64 bins 50 Hz–14 kHz, power → dB), so the
   reward is differentiable (the extractor is numpy).
-* ``"laion_clap"`` (``pip install diffalign[audio]``): the original ``laion_clap.CLAP_Module``
+* ``"laion_clap"`` (``pip install diffalign[laion]``): the original ``laion_clap.CLAP_Module``
   (see :mod:`diffalign.rewards.audio._laion`); its checkpoints are pickles → ``trust_pickle=True``.
 
 Windowing (both backends; no hidden RNG, unlike ``rand_trunc``): channels are averaged to mono; a
