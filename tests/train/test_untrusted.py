@@ -57,6 +57,25 @@ def test_training_components_refuse_pickles(pipe_copy, tmp_path, sub, name):
     MESSAGES[f"untrusted: pickle in the pipeline's {sub}/"] = f"error: PickleRefused: {e.value}"
 
 
+AUDIO_LOADERS = [("audioldm_path", "vocoder", "pytorch_model.bin"), ("audioldm2_path", "unet", "diffusion_pytorch_model.bin"),
+                 ("audioldm2_path", "text_encoder_2", "pytorch_model.bin"),
+                 ("audioldm2_path", "projection_model", "diffusion_pytorch_model.bin"),
+                 ("audioldm2_path", "language_model", "pytorch_model.bin"), ("audioldm2_path", "vocoder", "pytorch_model.bin")]
+
+
+@pytest.mark.parametrize("fixture,sub,name", AUDIO_LOADERS, ids=[f"{f[:-5]}-{s}" for f, s, _ in AUDIO_LOADERS])
+def test_audio_family_components_refuse_pickles(request, tmp_path, fixture, sub, name):
+    from diffalign.models.families import load_components
+
+    dst = tmp_path / "pipe"
+    shutil.copytree(request.getfixturevalue(fixture), dst)
+    marker = tmp_path / "pwned"
+    plant(dst / sub, name, marker)
+    with pytest.raises(PickleRefused, match=rf"{sub}.* holds weights only as pickles \({name}\).*trust_pickle"):
+        load_components(str(dst))
+    assert not marker.exists()
+
+
 def test_evaluation_pipeline_refuses_pickles(pipe_copy, tmp_path):
     from diffalign.eval.generate import load_pipeline
 
