@@ -103,7 +103,8 @@ def cmd_eval(args) -> int:
         tuned = args.tuned or str(Path(cfg.train.output_dir) / "final")
         from .data.pairs import open_source
 
-        labelled_by = open_source(cfg.data.source, cfg.data.split, cfg.data.allow_eval_split).labelled_by
+        d = getattr(cfg, "data", None)  # online configs may have no preference data (nothing labelled)
+        labelled_by = open_source(d.source, d.split, d.allow_eval_split).labelled_by if getattr(d, "source", None) else None
         evaluate(cfg.model.path, tuned, read_prompts(e.prompts, e.splits, e.max_prompts), args.reward or e.reward,
                  args.out or e.out or str(Path(cfg.train.output_dir) / "eval"), e.seeds_per_prompt, e.seed,
                  e.guidance_scale, e.num_inference_steps, e.batch_size, e.grid_columns,

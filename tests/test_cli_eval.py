@@ -20,3 +20,20 @@ def test_cli_eval_errors_are_one_line(sd_path, lora_out, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["eval", "--base", sd_path]) == 2
     assert "needs --config, or --tuned, --prompts, --reward" in capsys.readouterr().err
+
+
+def test_cli_eval_of_an_online_config_without_preference_data(sd_path, lora_out, tmp_path, capsys):
+    import yaml
+
+    from diffalign.cli import main
+
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"train": ["a red circle"], "held_out": ["a blue square"]}))
+    cfg = {"trainer": "online", "method": {"name": "dragon"}, "model": {"path": sd_path, "lora": {"r": 4, "alpha": 4}},
+           "rollout": {"prompts": str(prompts), "split": "train"}, "reward": {"name": "toy_fidelity"},
+           "train": {"output_dir": str(tmp_path / "out"), "max_steps": 2},
+           "eval": {"prompts": str(prompts), "splits": ["held_out"], "reward": "toy_fidelity", "num_inference_steps": 2,
+                    "out": str(tmp_path / "ev")}}
+    (tmp_path / "online.yaml").write_text("# diffalign train online.yaml\n" + yaml.safe_dump(cfg))
+    assert main(["eval", "--config", str(tmp_path / "online.yaml"), "--tuned", lora_out]) == 0
+    assert (tmp_path / "ev" / "report.json").is_file()

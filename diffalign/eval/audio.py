@@ -42,12 +42,20 @@ def set_compare(module, base: torch.Tensor, tuned: torch.Tensor, prompts: list[s
         (bootstrap over rows), and ``higher_is_better``.
     """
 
-    def value(x, idx):
-        with torch.no_grad():
-            return float(module(to_samples(x[idx], [prompts[i] for i in idx], sample_rate, device)).scores)
-
     n = base.shape[0]
     rows = list(range(n))
+    if hasattr(module, "embed") and hasattr(module, "score_embeddings"):  # a SetReward: embed each set once
+        with torch.no_grad():
+            embs = {id(x): module.embed(module._prepare(to_samples(x, prompts, sample_rate, device))) for x in (base, tuned)}
+
+        def value(x, idx):
+            with torch.no_grad():
+                return float(module.score_embeddings(embs[id(x)][torch.as_tensor(idx, device=embs[id(x)].device)]))
+    else:
+        def value(x, idx):
+            with torch.no_grad():
+                return float(module(to_samples(x[idx], [prompts[i] for i in idx], sample_rate, device)).scores)
+
     b0, t0 = value(base, rows), value(tuned, rows)
     rng = np.random.default_rng(seed)
     bs, ts = [], []
