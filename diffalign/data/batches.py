@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..models.denoiser import Conditioning
 from .audio import decode_cell, fit_length
 from .cache import FLIP, LatentCache, cache_key, fingerprint, pair_shard
-from .order import micro_batch_indices
+from .order import micro_batch_indices, process_share
 from .transforms import augmentation, decode, prepare
 
 __all__ = ["PairBatch", "PairBatcher"]
@@ -41,6 +42,8 @@ class PairBatch:
         label (torch.Tensor | None): ``[B]`` probability that ``chosen`` is preferred: 1, or 0.5
             for a kept tie (the pair then counts half in each direction).
         index (torch.Tensor | None): ``[B]`` dataset positions of the pairs.
+        noise_seeds (torch.Tensor | None): ``[B]`` int64 per-pair noise seeds (``data.per_pair_noise``);
+            None: the method draws from the global RNG.
     """
 
     chosen: torch.Tensor
@@ -48,6 +51,7 @@ class PairBatch:
     cond: Conditioning
     label: torch.Tensor | None = None
     index: torch.Tensor | None = None
+    noise_seeds: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.chosen.shape[0]
@@ -177,9 +181,19 @@ class PairBatcher:
         for f, v in text.items():  # caption dropout: the unconditional input instead of the prompt's
             text[f] = torch.where(drop.view(-1, *[1] * (v.ndim - 1)), self.empty[f].to(v), v)
         cond = fam.conditioning({f: v.repeat(2, *[1] * (v.ndim - 1)) for f, v in text.items()}, tids.to(dev))
-        return PairBatch(chosen, rejected, cond, label, torch.tensor(positions)).to(dev)
+        seeds = None
+        if getattr(d, "per_pair_noise", False):  # (seed, epoch, pair) → one int64 seed per pair
+            seeds = torch.tensor([int(np.random.default_rng([self.seed, epoch, p, 1]).integers(0, 2**62)) for p in positions])
+        return PairBatch(chosen, rejected, cond, label, torch.tensor(positions), seeds).to(dev)
 
-    def micro_batches(self, positions: list[int], batch_size: int, start_micro: int = 0):
-        """``PairBatch`` es over ``positions`` from micro-step ``start_micro`` on, epoch after epoch."""
-        for epoch, idx in micro_batch_indices(len(positions), batch_size, self.seed, start_micro):
+    def micro_batches(self, positions: list[int], batch_size: int, start_micro: int = 0, rank: int = 0,
+                      world: int = 1):
+        """``PairBatch`` es over ``positions`` from micro-step ``start_micro`` on, epoch after epoch.
+
+        With ``world`` processes, every micro-step draws one global batch of ``batch_size · world``
+        pairs (the order a single process with that batch size would use) and process ``rank`` takes
+        its contiguous share: the pairs of a step do not depend on the number of processes.
+        """
+        for epoch, idx in micro_batch_indices(len(positions), batch_size * world, self.seed, start_micro):
+            idx = process_share(idx, rank, world)
             yield self.make_batch([positions[i] for i in idx], epoch)

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["epoch_order", "micro_batch_indices"]
+__all__ = ["epoch_order", "micro_batch_indices", "process_share"]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -29,3 +29,14 @@ def micro_batch_indices(n: int, batch_size: int, seed: int, start_micro: int = 0
         epoch, off = divmod(m, per_epoch)
         yield epoch, epoch_order(n, seed, epoch)[off * batch_size : (off + 1) * batch_size]
         m += 1
+
+
+def process_share(idx: list[int], rank: int, world: int) -> list[int]:
+    """Process ``rank``'s contiguous share of one global micro-batch ``idx`` (of ``batch_size · world``
+    indices): the pairs of a step then do not depend on the number of processes. A short last
+    batch of an epoch is wrapped so that every process gets at least one index."""
+    if world <= 1:
+        return idx
+    idx = (idx * world)[: max(len(idx), world)]
+    share = -(-len(idx) // world)
+    return idx[rank * share : (rank + 1) * share] or idx[-1:]

@@ -128,6 +128,7 @@ def noise_pairs(
     noise: torch.Tensor | None = None,
     t: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    seeds: torch.Tensor | None = None,
 ) -> NoisedPairs:
     """Forward-noise both halves of each pair with ONE ``t`` and ONE ``ε`` per pair (methods.md §0.3).
 
@@ -140,12 +141,22 @@ def noise_pairs(
             image); default: one draw ``[B]`` repeated for both halves.
         t (torch.Tensor | None): ``[B]`` given timesteps; default: drawn from ``t_range``.
         generator (torch.Generator | None): for the draws (default: the global RNG).
+        seeds (torch.Tensor | None): ``[B]`` int64, one seed per pair: pair ``i``'s ``t`` and ``ε``
+            come from a generator of its own (CPU), so they do not depend on the batch the pair is
+            in nor on the process that holds it (``data.per_pair_noise``).
 
     Returns:
         NoisedPairs: ``2B`` rows, chosen first.
     """
     b = chosen.shape[0]
     x0 = torch.cat([chosen, rejected])  # [2B, C, h, w]
+    if seeds is not None and (t is None or noise is None):
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds.tolist()]
+        if t is None:
+            t = torch.cat([torch.randint(*t_range, (1,), generator=g) for g in gens]).to(x0.device)
+        if noise is None:
+            eps = torch.cat([torch.randn(1, *chosen.shape[1:], generator=g) for g in gens]).to(x0.device, x0.dtype)
+            noise = eps.repeat(2, 1, 1, 1)
     if t is None:
         t = draw_timesteps(b, *t_range, device=x0.device, generator=generator)
     t = t.repeat(2)  # [2B]

@@ -62,7 +62,10 @@ def gathered_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _decoder_and_head(model):
-    """The transformer body and LM head of a transformers causal LM (peft-wrapped or not)."""
+    """The transformer body and LM head of a transformers causal LM (peft-wrapped or not); none for a
+    model wrapped for data parallelism (its forward must run, so that gradients synchronise)."""
+    if not hasattr(model, "get_output_embeddings"):  # DistributedDataParallel: the full forward
+        return None, None
     head = model.get_output_embeddings()
     body = model.get_decoder()
     if head is None or body is None or getattr(model.config, "final_logit_softcapping", None):

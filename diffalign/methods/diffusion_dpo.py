@@ -134,7 +134,8 @@ class DiffusionDPO(Method):
     def noised(self, batch, policy, reference):
         """Step 1, the noise source: one random ``t`` and ``ε`` per pair (InPO overrides this with
         DDIM-inverted noise, one per image, ``t`` still shared)."""
-        return noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type)
+        return noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type,
+                           seeds=getattr(batch, "noise_seeds", None))
 
     def errors(self, denoiser, batch, noised, weight) -> torch.Tensor:
         """Per-sample errors ``[2B]`` (chosen first) of a denoiser on the noised pairs."""

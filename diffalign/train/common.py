@@ -6,6 +6,8 @@ load); its functions are re-exported here.
 
 from __future__ import annotations
 
+import os
+
 import math
 from pathlib import Path
 from typing import Iterable
@@ -49,7 +51,11 @@ def make_accelerator(loop: LoopConfig):
     if loop.num_threads:
         torch.set_num_threads(loop.num_threads)
     out = Path(loop.output_dir)
+    # several processes without CUDA (``accelerate launch --multi_gpu --num_processes N`` on a CPU machine):
+    # accelerate takes the gloo multi-CPU path only when told it runs on the CPU
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     return Accelerator(
+        cpu=multi_cpu,
         gradient_accumulation_steps=loop.grad_accum,
         mixed_precision=loop.mixed_precision,
         log_with=loop.log_with or None,

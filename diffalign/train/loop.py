@@ -189,6 +189,11 @@ class Loop:
                                 opt.zero_grad(set_to_none=True)
                     for k, v in metrics.items():
                         agg[k] = agg.get(k, 0.0) + float(v) / (1 if k.startswith("num_") else cfg.grad_accum)
+                if acc.num_processes > 1:  # the step's metrics over all processes: means (sums for ``num_*``)
+                    keys = sorted(k for k in agg if k != "grad_norm")
+                    vals = acc.reduce(torch.tensor([agg[k] for k in keys], dtype=torch.float64, device=acc.device), "sum")
+                    agg.update({k: float(v) / (1 if k.startswith("num_") else acc.num_processes)
+                                for k, v in zip(keys, vals.tolist())})
                 sched.step()
                 self.step += 1
                 fault_point("step")  # the kill bench's "between the update and its metrics line"
@@ -212,5 +217,6 @@ class Loop:
             bar.close()
             if log_f:
                 log_f.close()
-        acc.end_training()
+        for tracker in acc.trackers:  # not acc.end_training(): that also ends the process group, which the
+            tracker.finish()          # final save (and the closing evaluation) still synchronise on
         return last

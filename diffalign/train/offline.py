@@ -122,14 +122,12 @@ class DiffusionTrainer:
                          states={"loss_state": self.method, "reference": self.reference})
 
     # ---- loop ---------------------------------------------------------------------------
-    def _local(self) -> list[int]:
-        return self.batcher.positions[self.acc.process_index :: self.acc.num_processes]
-
     def total_steps(self) -> int:
         loop = self.cfg.train
         if loop.max_steps is not None:
             return loop.max_steps
-        return max(1, loop.epochs * math.ceil(len(self._local()) / loop.batch_size) // loop.grad_accum)
+        per_epoch = math.ceil(len(self.batcher.positions) / (loop.batch_size * self.acc.num_processes))
+        return max(1, loop.epochs * per_epoch // loop.grad_accum)
 
     def compute(self, model: torch.nn.Module, batch):
         """One micro-batch: the method's loss with the policy and the reference denoisers."""
@@ -150,8 +148,9 @@ class DiffusionTrainer:
             if on_step is not None:
                 on_step(step, metrics)
 
-        local, bs = self._local(), self.cfg.train.batch_size
-        last = self.loop.run(self.total_steps(), lambda start: self.batcher.micro_batches(local, bs, start),
+        pos, bs, acc = self.batcher.positions, self.cfg.train.batch_size, self.acc
+        last = self.loop.run(self.total_steps(),
+                             lambda start: self.batcher.micro_batches(pos, bs, start, acc.process_index, acc.num_processes),
                              self.compute, until, after, {"trainer": "diffusion", "method": self.cfg.method.name})
         self.unet = self.loop.model
         return last

@@ -78,6 +78,9 @@ class PairDataConfig:
         audio_seconds: clip length audio pairs are cut or zero-padded to (null: the pipeline's
             default length, ``unet.sample_size`` latent frames).
         resample: resample audio at another sample rate (polyphase) instead of refusing the row.
+        per_pair_noise: draw each pair's ``t`` and ``ε`` from a generator seeded by (seed, epoch,
+            pair) instead of the global RNG stream, so that a run gives the same weights on any
+            number of processes at the same global batch (``accelerate launch``; README: Scale-out).
         caption_dropout: share of pairs trained with the empty prompt (official recipe 0.2 via
             ``--proportion_empty_prompts``; diffusers scripts 0).
         ties: ``drop`` pairs labelled 0.5 (official; ~12% of Pick-a-Pic) or ``half``: keep them
@@ -103,6 +106,7 @@ class PairDataConfig:
     hflip: bool | None = None
     audio_seconds: float | None = None
     resample: bool = False
+    per_pair_noise: bool = False
     caption_dropout: float = 0.0
     ties: Literal["drop", "half"] = "drop"
     on_bad_row: Literal["error", "skip"] = "error"

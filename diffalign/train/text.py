@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..data.order import micro_batch_indices
+from ..data.order import micro_batch_indices, process_share
 from ..data.text import collate_pairs, file_fingerprint, read_rows, tokenize_pairs
 from ..losses import LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
 from ..losses.sequence import sequence_logps
@@ -205,20 +205,19 @@ class TextDPOTrainer:
         return out, extra
 
     # ---- loop ---------------------------------------------------------------------------
-    def _local_pairs(self):
-        return self.train_pairs[self.acc.process_index :: self.acc.num_processes]
-
     def total_steps(self) -> int:
         loop = self.cfg.train
         if loop.max_steps is not None:
             return loop.max_steps
-        per_epoch = math.ceil(len(self._local_pairs()) / loop.batch_size)
+        per_epoch = math.ceil(len(self.train_pairs) / (loop.batch_size * self.acc.num_processes))
         return max(1, loop.epochs * per_epoch // loop.grad_accum)
 
     def micro_batches(self, start_micro: int):
-        """Yield collated micro-batches from micro-step ``start_micro`` on, epoch after epoch."""
-        pairs = self._local_pairs()
-        for _, idx in micro_batch_indices(len(pairs), self.cfg.train.batch_size, self.cfg.train.seed, start_micro):
+        """Yield collated micro-batches from micro-step ``start_micro`` on, epoch after epoch: each
+        process takes its share of one global batch of ``batch_size · num_processes`` pairs."""
+        pairs, bs, acc = self.train_pairs, self.cfg.train.batch_size, self.acc
+        for _, idx in micro_batch_indices(len(pairs), bs * acc.num_processes, self.cfg.train.seed, start_micro):
+            idx = process_share(idx, acc.process_index, acc.num_processes)
             batch = collate_pairs([pairs[i] for i in idx], self.tokenizer.pad_token_id)
             yield {k: v.to(self.acc.device) for k, v in batch.items()}
 
