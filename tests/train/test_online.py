@@ -129,3 +129,16 @@ def test_online_config_needs(ocfg, pairs_parquet):
         ocfg(method="seppo", reward=None)
     with pytest.raises(ConfigError, match="data: is read only by methods that need dataset winners"):
         ocfg(data={"source": pairs_parquet})
+
+
+def test_dragon_on_a_tiny_audioldm_scores_waveforms_and_draws_spectrogram_grids(ocfg, audioldm_path, tmp_path):
+    from diffalign.train.online import OnlineTrainer
+
+    cfg = ocfg(model={"path": audioldm_path}, reward={"name": None, "weights": {"toy_pitch": 1.0, "toy_audio_vendi": 1.0}},
+               grid_every=1)
+    tr = OnlineTrainer(cfg)
+    ref0 = {n: p.clone() for n, p in tr.reference.unet.named_parameters()}
+    last = tr.train()
+    assert math.isfinite(last["loss"]) and "reward/toy_pitch" in last and "reward/toy_audio_vendi" in last  # LOO Vendi
+    assert all(torch.equal(p, ref0[n]) for n, p in tr.reference.unet.named_parameters())
+    assert (Path(cfg.train.output_dir) / "grids" / "round-00000.png").is_file()
