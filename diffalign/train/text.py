@@ -145,7 +145,12 @@ class TextDPOTrainer:
         from safetensors.torch import load_file, save_file
 
         path = Path(self.cfg.reference.cache_dir) / f"{self._cache_key(data_path)}.safetensors"
+        if self.acc.num_processes > 1:
+            self.acc.wait_for_everyone()  # every process sees the cache in the same state
         if path.exists():
+            return load_file(path)["logps"]
+        if self.acc.num_processes > 1 and not self.acc.is_main_process:  # the main process computes and writes them
+            self.acc.wait_for_everyone()
             return load_file(path)["logps"]
         out = torch.zeros(len(pairs), 2)
         bs = self.cfg.train.batch_size * 2
@@ -161,6 +166,8 @@ class TextDPOTrainer:
             tmp = path.with_suffix(".tmp")
             save_file({"logps": out}, tmp)
             tmp.replace(path)
+        if self.acc.num_processes > 1:
+            self.acc.wait_for_everyone()
         return out
 
     # ---- scores and loss ----------------------------------------------------------------
