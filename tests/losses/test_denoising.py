@@ -72,3 +72,18 @@ def test_predicted_x0_inverts_the_target(sch, kind):
     x_t = sch.add_noise(x0, eps, t)
     target = denoising_target(sch, x0, eps, t, kind)
     torch.testing.assert_close(predicted_x0(sch, x_t, t, target, kind), x0, rtol=1e-4, atol=2e-4)
+
+
+def test_per_pair_noise_does_not_depend_on_the_batch():
+    from diffusers import DDPMScheduler
+
+    from diffalign.losses.denoising import noise_pairs
+
+    sch = DDPMScheduler()
+    x = torch.randn(3, 4, 8, 8)
+    full = noise_pairs(sch, x, -x, (0, 1000), "epsilon", seeds=torch.tensor([11, 22, 33]))
+    part = noise_pairs(sch, x[1:], -x[1:], (0, 1000), "epsilon", seeds=torch.tensor([22, 33]))
+    assert torch.equal(full.t[1:3], part.t[:2]) and torch.equal(full.noise[1:3], part.noise[:2])
+    assert torch.equal(full.noise[:3], full.noise[3:])  # one ε per pair, shared by both halves
+    other = noise_pairs(sch, x, -x, (0, 1000), "epsilon", seeds=torch.tensor([12, 22, 33]))
+    assert not torch.equal(other.noise[0], full.noise[0])

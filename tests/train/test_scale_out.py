@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -84,17 +83,3 @@ def test_text_dpo_on_two_processes_equals_one(tmp_path):
     for r1, r2 in zip(*logs):
         assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-4) and r1["grad_norm"] == pytest.approx(r2["grad_norm"], rel=1e-4)
 
-
-def test_per_pair_noise_does_not_depend_on_the_batch():
-    from diffusers import DDPMScheduler
-
-    from diffalign.losses.denoising import noise_pairs
-
-    sch = DDPMScheduler()
-    x = torch.randn(3, 4, 8, 8)
-    full = noise_pairs(sch, x, -x, (0, 1000), "epsilon", seeds=torch.tensor([11, 22, 33]))
-    part = noise_pairs(sch, x[1:], -x[1:], (0, 1000), "epsilon", seeds=torch.tensor([22, 33]))
-    assert torch.equal(full.t[1:3], part.t[:2]) and torch.equal(full.noise[1:3], part.noise[:2])
-    assert torch.equal(full.noise[:3], full.noise[3:])  # one ε per pair, shared by both halves
-    other = noise_pairs(sch, x, -x, (0, 1000), "epsilon", seeds=torch.tensor([12, 22, 33]))
-    assert not torch.equal(other.noise[0], full.noise[0])

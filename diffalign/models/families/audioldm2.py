@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..denoiser import Conditioning
 from ..loading import safe_from_pretrained
 from .audioldm import AudioLDM
-from .base import DTYPES, Components
+from .base import DTYPES, Components, training_scheduler
 from .mel import MelConfig
 
 __all__ = ["AudioLDM2"]
@@ -46,7 +46,7 @@ class AudioLDM2(AudioLDM):
         """U-Net, VAE, both text encoders, the projection model, GPT-2, the vocoder and the mel front-end
         (safetensors only unless ``trust_pickle``)."""
         import transformers
-        from diffusers import AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel, AutoencoderKL, DDPMScheduler
+        from diffusers import AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel, AutoencoderKL
         from transformers import AutoTokenizer, SpeechT5HifiGan
 
         tp, idx = trust_pickle, json.loads((Path(root) / "model_index.json").read_text())
@@ -69,10 +69,7 @@ class AudioLDM2(AudioLDM):
             "vocoder": safe_from_pretrained(SpeechT5HifiGan, root, "model.path", "vocoder", tp),
         }
         extras["mel"] = MelConfig.of_pipeline(root, extras["vocoder"].config)
-        scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
-        pt = scheduler.config.prediction_type if prediction_type == "auto" else prediction_type
-        if pt != scheduler.config.prediction_type:
-            scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=pt)
+        scheduler, pt = training_scheduler(root, prediction_type)
         for m in (vae_model, *encs, *(v for v in extras.values() if isinstance(v, torch.nn.Module))):
             m.requires_grad_(False).eval()
         return Components(self, str(root), unet, vae_model, encs, toks, scheduler, pt, extras)

@@ -17,9 +17,21 @@ import torch
 from ..denoiser import Conditioning
 from ..loading import resolve_pretrained, safe_from_pretrained
 
-__all__ = ["Components", "Family", "DTYPES"]
+__all__ = ["Components", "Family", "DTYPES", "training_scheduler"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def training_scheduler(root: str, prediction_type: str = "auto"):
+    """``(DDPMScheduler, prediction_type)`` for training: the pipeline's scheduler config (same betas),
+    its prediction type unless ``prediction_type`` overrides it."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
+    pt = scheduler.config.prediction_type if prediction_type == "auto" else prediction_type
+    if pt != scheduler.config.prediction_type:
+        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=pt)
+    return scheduler, pt
 
 
 @dataclass
@@ -89,7 +101,7 @@ class Family:
             trust_pickle (bool): also read pickled ``.bin`` weights (``loading.safe_from_pretrained``).
         """
         import transformers
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import AutoTokenizer
 
         tp = trust_pickle
@@ -106,10 +118,7 @@ class Family:
                 raise FileNotFoundError(f"{root}: family {self.name!r} needs a {enc_sub}/ folder")
             toks.append(AutoTokenizer.from_pretrained(root, subfolder=tok_sub))
             encs.append(safe_from_pretrained(getattr(transformers, cls), root, "model.path", enc_sub, tp, dtype=DTYPES[dtype]))
-        scheduler = DDPMScheduler.from_pretrained(root, subfolder="scheduler")
-        pt = scheduler.config.prediction_type if prediction_type == "auto" else prediction_type
-        if pt != scheduler.config.prediction_type:
-            scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=pt)
+        scheduler, pt = training_scheduler(root, prediction_type)
         for m in (vae_model, *encs):
             m.requires_grad_(False).eval()
         return Components(self, str(root), unet, vae_model, encs, toks, scheduler, pt)
