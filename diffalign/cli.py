@@ -198,10 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="throughput and memory benchmarks", description="Benchmarks that print figures.")
     b.add_argument("target", choices=["text", "diffusion", "kill"])
-    b.add_argument("--config", required=True, help="YAML config to benchmark")
+    b.add_argument("--config", help="YAML config to benchmark (all targets but diffusion --against)")
     b.add_argument("--steps", type=int, default=20, help="timed optimiser steps (after warm-up)")
     b.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps")
-    b.add_argument("--against", choices=["trl"], help="also run TRL's DPOTrainer on the same model, data and batch")
+    b.add_argument("--against", nargs="+", metavar=("PEER", "PATH"),
+                   help="text: trl (TRL's DPOTrainer on the same model, data and batch); diffusion: diffusers-script "
+                        "PATH (diffusers' train_diffusion_dpo.py side by side; without PATH: how to get it)")
+    b.add_argument("--arch", default="sd-small", choices=["sd-small", "sd15"],
+                   help="diffusion --against: the random-weight architecture (configs/bench/)")
+    b.add_argument("--resolution", type=int, help="diffusion --against: pixels (default 128 for sd-small, 256 for sd15)")
+    b.add_argument("--batch", type=int, nargs="+", default=[2, 4], help="diffusion --against: pairs per step")
+    b.add_argument("--repeats", type=int, default=3, help="diffusion --against: interleaved repeats")
+    b.add_argument("--pairs", type=int, default=256, help="diffusion --against: pairs in the synthetic dataset")
+    b.add_argument("--skip", type=int, default=2, help="diffusion --against: leading steps left out of pairs/s")
+    b.add_argument("--cache", choices=["both", "on", "off"], default="both",
+                   help="diffusion --against: run ours with the latent cache, without it, or both")
+    b.add_argument("--ours-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="diffusion --against: config overrides for our runs (e.g. train.compile=true)")
 
     b.add_argument("--no-cache", action="store_true", help="diffusion: encode images and text every step")
     b.add_argument("--out", help="also write the figures as JSON to this file")

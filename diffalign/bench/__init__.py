@@ -10,5 +10,11 @@ _TARGETS = {"text": "diffalign.bench.text:main", "diffusion": "diffalign.bench.d
 
 def run_bench(args) -> int:
     """Dispatch ``diffalign bench <target>`` to its module's ``main(args)``."""
+    if args.target == "diffusion" and getattr(args, "against", None):
+        from .against import main
+
+        return main(args)
+    if not getattr(args, "config", None):
+        raise ValueError(f"bench {args.target} needs --config CONFIG")
     module, fn = _TARGETS[args.target].split(":")
     return getattr(importlib.import_module(module), fn)(args)

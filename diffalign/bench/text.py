@@ -125,7 +125,9 @@ def main(args) -> int:
         raise ValueError("--warmup must be ≥ 1 (the first steps include one-off costs)")
     overrides: list[str] = []
     rows = [_spawn("ours", args, overrides)]
-    if args.against == "trl":
+    if args.against:
+        if args.against != ["trl"]:
+            raise ValueError(f"bench text --against takes trl, got {' '.join(args.against)!r}")
         rows.append(_spawn("trl-live", args, overrides))
         rows.append(_spawn("trl-precompute", args, overrides))
     print(f"{'system':44s} {'pairs/s':>9s} {'tokens/s':>10s} {'s/step':>8s} {'setup s':>8s} {'peak MB':>9s}")

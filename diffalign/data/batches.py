@@ -159,7 +159,8 @@ class PairBatcher:
                 prepared[k].append(self._prepare(p, k, blob, flip, off))
         allp = prepared[0] + prepared[1]
         x = torch.stack([v for v, _ in allp])
-        lat = torch.cat([self.family.encode_samples(self.comp, x[i : i + 32]) for i in range(0, len(allp), 32)])
+        n = getattr(self.data, "encode_batch_size", 8)  # the encoder's full-resolution activations set the peak
+        lat = torch.cat([self.family.encode_samples(self.comp, x[i : i + n]) for i in range(0, len(allp), n)])
         return lat, torch.stack([t for _, t in allp])
 
     def make_batch(self, positions: list[int], epoch: int) -> PairBatch:

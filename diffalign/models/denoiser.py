@@ -2,7 +2,8 @@
 
 A denoiser is ``(x_t [N, C, h, w], t [N], cond) -> prediction [N, C, h, w]``. ``Denoiser``
 wraps a ``UNet2DConditionModel`` (SD 1.5/2.x; SDXL through ``added_cond_kwargs``);
-``AdapterOffDenoiser`` is the same U-Net with its LoRA adapters disabled (no second U-Net);
+``AdapterOffDenoiser`` is the same U-Net without its LoRA adapters (no second copy of the
+weights: a ``base_view`` sharing them, or the adapters switched off);
 ``FrozenDenoiser`` is a frozen copy, in its own dtype. References run under ``torch.no_grad``.
 
 ``Conditioning`` holds every input of the U-Net besides ``x_t`` and ``t``; its methods
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Conditioning", "Denoiser", "AdapterOffDenoiser", "FrozenDenoiser", "adapters_off"]
+__all__ = ["Conditioning", "Denoiser", "AdapterOffDenoiser", "FrozenDenoiser", "adapters_off", "base_view"]
 
 
 @dataclass
@@ -106,15 +107,62 @@ def adapters_off(module: torch.nn.Module):
         module.enable_adapters()
 
 
+def base_view(module: torch.nn.Module) -> torch.nn.Module | None:
+    """The module without its peft adapters, sharing every weight with it: a structural copy in
+    which each LoRA-wrapped layer is replaced by its base layer (``get_base_layer``) and every
+    parameter and buffer *is* the original tensor (no memory for weights). Numerically it is the
+    module with adapters disabled — peft's disabled forward is exactly ``base_layer(x)`` — without
+    the wrappers' per-layer Python work or toggling a flag on the trained module.
+
+    Returns None when a view cannot stand in for the disabled adapters: no adapters, adapters
+    merged into the base weights, or parameters that are not the module's own (FSDP's flattened
+    shards)."""
+    import copy
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+    if not layers or any(getattr(m, "merged", False) for m in layers):
+        return None
+    shared = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+    view = copy.deepcopy(module, memo=dict(shared))
+
+    def strip(parent: torch.nn.Module) -> None:
+        for name, child in list(parent.named_children()):
+            if isinstance(child, BaseTunerLayer):
+                setattr(parent, name, child.get_base_layer())
+            else:
+                strip(child)
+
+    strip(view)
+    if not all(id(t) in shared for t in [*view.parameters(), *view.buffers()]):
+        return None
+    return view  # train/eval flags as copied; requires_grad untouched (the tensors are the module's own)
+
+
 class AdapterOffDenoiser(Denoiser):
-    """The policy U-Net with its LoRA adapters disabled, under ``no_grad``: the initial model.
+    """The policy U-Net without its LoRA adapters, under ``no_grad``: the initial model.
+
+    Runs a ``base_view`` of the U-Net (built at the first call, after the trainer has placed and
+    cast the model), or, where no view stands in, the U-Net itself with its adapters switched off.
 
     Args:
         unet: the (unwrapped) policy U-Net holding peft adapters.
+        view (bool): use a ``base_view`` when one stands in (default True).
     """
+
+    def __init__(self, unet: torch.nn.Module, view: bool = True):
+        super().__init__(unet)
+        self._use_view = view
+        self._view: torch.nn.Module | None = None
 
     @torch.no_grad()
     def __call__(self, x_t, t, cond):
+        if self._use_view and self._view is None:
+            self._view = base_view(self.unet)
+            self._use_view = self._view is not None
+        if self._view is not None:
+            return self._view(x_t, t, **cond.unet_kwargs()).sample
         with adapters_off(self.unet):
             return super().__call__(x_t, t, cond)
 

@@ -90,6 +90,8 @@ class PairDataConfig:
         cache: encode latents and text embeddings once (``data/cache.py``) and train from them.
         cache_dir: where caches live (one sub-folder per model × data × preprocessing).
         cache_dtype: dtype of cached tensors (``float16`` halves the disk).
+        encode_batch_size: images per VAE encoder call (caching and uncached steps): the
+            encoder's activations at full resolution set the peak memory (diffusers' script: 8).
     """
 
     source: str
@@ -114,8 +116,11 @@ class PairDataConfig:
     cache: bool = True
     cache_dir: str = ".cache/diffalign/latents"
     cache_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    encode_batch_size: int = 8
 
     def validate(self) -> None:
+        if self.encode_batch_size < 1:
+            raise ValueError(f"data.encode_batch_size must be ≥ 1, got {self.encode_batch_size}")
         if self.cache and self.crop == "random":
             raise ValueError("data.crop: random needs data.cache: false (a cache stores one crop per image)")
         if self.audio_seconds is not None and self.audio_seconds <= 0:

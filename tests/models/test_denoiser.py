@@ -57,3 +57,35 @@ def test_adapter_off_is_the_base_model(parts):
         assert (Denoiser(unet)(*x) - base).abs().max() > 1e-4
     torch.testing.assert_close(AdapterOffDenoiser(unet)(*x), base, rtol=0, atol=0)
     assert (Denoiser(unet)(*x) - base).abs().max() > 1e-4  # adapters are back on after the call
+
+
+def test_base_view_shares_the_weights_and_equals_adapters_off(parts):
+    import copy
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from diffalign.models.denoiser import base_view
+    from diffalign.models.lora import add_lora
+
+    unet = copy.deepcopy(parts.unet)
+    assert base_view(unet) is None  # no adapters: nothing to stand in for
+    add_lora(unet, 4, 4, 0.0, ["to_k", "to_q", "to_v", "to_out.0"], "gaussian")
+    with torch.no_grad():
+        for n, p in unet.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3)
+    view = base_view(unet)
+    own = {id(t) for t in [*unet.parameters(), *unet.buffers()]}
+    assert all(id(t) in own for t in view.parameters()) and not any(isinstance(m, BaseTunerLayer) for m in view.modules())
+    assert sum(p.numel() for p in view.parameters()) == sum(p.numel() for p in parts.unet.parameters())
+    x = (torch.randn(2, 4, 8, 8), torch.tensor([5, 600]), Conditioning(torch.randn(2, 16, 16)))
+    toggled, viewed = AdapterOffDenoiser(unet, view=False), AdapterOffDenoiser(unet)
+    torch.testing.assert_close(viewed(*x), toggled(*x), rtol=0, atol=0)
+    assert viewed._view is not None and all(p.requires_grad for n, p in unet.named_parameters() if "lora_" in n)
+    with torch.no_grad():  # the view reads the policy's own tensors: an in-place change shows in both
+        unet.conv_in.weight.mul_(0.5)
+    torch.testing.assert_close(viewed(*x), toggled(*x), rtol=0, atol=0)
+    for m in unet.modules():
+        if isinstance(m, BaseTunerLayer):
+            m.merge()
+    assert base_view(unet) is None  # merged adapters live in the base weights: only toggling unmerges them

@@ -1,0 +1,204 @@
+"""``diffalign bench diffusion --against diffusers-script PATH``: our offline trainer side by side
+with diffusers' research script ``examples/research_projects/diffusion_dpo/train_diffusion_dpo.py``.
+
+Both programs train the same random-weight pipeline (``bench/world.py``: ``--arch sd-small``, the
+24.25 M-param U-Net, or ``sd15``, the SD 1.5 architectures) on the same Pick-a-Pic-style pairs with
+the same numerics: fp32, LoRA r = α on ``to_q/to_k/to_v/to_out.0`` (gaussian init), AdamW lr 5e-4
+constant, weight decay 1e-2, gradient clipping 1, random h-flip, centre crop, the same batch of
+pairs and number of steps, Eq. 14 with paper β (the script's ``--beta_dpo`` is β/2). Each run is a
+fresh process timed by ``bench/step_timer.py`` (an optimiser post-step hook; steady pairs/s over
+steps ``skip+1..N``, peak RSS of the process or CUDA peak allocation). Runs are interleaved —
+script, ours without the cache, ours with it, for each batch, ``--repeats`` times — and medians
+are compared, since run-to-run noise on a shared machine is ±10%.
+
+Ours may add speed options (``--ours-set train.compile=true``…); they are printed with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from .step_timer import steady_rate
+
+__all__ = ["main", "HOW_TO_GET"]
+
+HOW_TO_GET = """\
+bench diffusion --against diffusers-script needs a copy of diffusers' research script (it is not in the pip package):
+  git clone --depth 1 https://github.com/huggingface/diffusers /tmp/diffusers
+  diffalign bench diffusion --against diffusers-script /tmp/diffusers/examples/research_projects/diffusion_dpo/train_diffusion_dpo.py
+It imports wandb at module top and logs to TensorBoard: pip install wandb tensorboard
+(measured against diffusers commit 58eb52c0, 983 lines)."""
+
+
+def _env(work: Path) -> dict:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled",
+               WANDB_DISABLED="true", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+               HF_HOME=str(work / "hf_home"))
+    return env
+
+
+def _our_config(model: Path, data: Path, out: Path, batch: int, steps: int, res: int, cache: bool, beta: float,
+                lr: float, rank: int, sets: list[str]) -> dict:
+    cfg = {
+        "trainer": "diffusion",
+        "method": {"name": "diffusion_dpo", "t_min": 0, "t_max": 1000},
+        "model": {"path": str(model), "lora": {"r": rank, "alpha": rank, "init": "gaussian"}},
+        "reference": {"strategy": "adapter_off"},
+        "data": {"source": str(data / "data" / "train-00000-of-00001.parquet"), "resolution": res, "crop": "center",
+                 "hflip": True, "ties": "drop", "cache": cache, "cache_dir": str(out / "cache")},
+        "loss": {"kinds": "sigmoid", "beta": beta},
+        "train": {"output_dir": str(out / "run"), "seed": 0, "batch_size": batch, "max_steps": steps, "lr": lr,
+                  "lr_schedule": "constant", "weight_decay": 0.01, "max_grad_norm": 1.0, "log_every": 1},
+    }
+    for s in sets:  # key.path=value, the value as YAML
+        import yaml
+
+        key, _, val = s.partition("=")
+        node = cfg
+        *parents, leaf = key.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(val)
+    return cfg
+
+
+def _run(cmd: list[str], env: dict, log: Path, timing: Path) -> dict:
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    rec = json.loads(timing.read_text()) if timing.is_file() else {"step_end_s": [], "exit": rc}
+    rec["rc"] = rc
+    return rec
+
+
+def _peer_losses(run_dir: Path) -> tuple[float | None, float | None]:
+    """First and last ``loss`` the script logged to TensorBoard (None when unreadable)."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return None, None
+    for ev in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        if "loss" in acc.Tags().get("scalars", []):
+            vals = [e.value for e in acc.Scalars("loss")]
+            return vals[0], vals[-1]
+    return None, None
+
+
+def _our_losses(run_dir: Path) -> tuple[float | None, float | None]:
+    f = run_dir / "metrics.jsonl"
+    if not f.is_file():
+        return None, None
+    vals = [json.loads(x)["loss"] for x in f.read_text().splitlines() if x.strip()]
+    return (vals[0], vals[-1]) if vals else (None, None)
+
+
+def _check_peer_deps(py: str) -> str | None:
+    r = subprocess.run([py, "-c", "import wandb, tensorboard"], capture_output=True, text=True)
+    return None if r.returncode == 0 else ("the script imports wandb at module top and logs to TensorBoard; "
+                                           f"install both into {py}: pip install wandb tensorboard")
+
+
+def main(args) -> int:
+    from .world import build_pairs, build_pipeline
+
+    against = args.against or []
+    if against[0] != "diffusers-script":
+        raise ValueError(f"bench diffusion --against takes diffusers-script PATH, got {against[0]!r}")
+    if len(against) < 2:
+        print(HOW_TO_GET)
+        return 2
+    script = Path(against[1]).resolve()
+    if not script.is_file():
+        print(f"no such file: {script}\n\n{HOW_TO_GET}")
+        return 2
+    py = sys.executable
+    missing = _check_peer_deps(py)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
+    res = args.resolution or (128 if args.arch == "sd-small" else 256)
+    work = Path(args.workdir or f"outputs/bench/against-{args.arch}-{res}").resolve()
+    model, data = work / "model", work / "pairs"
+    info = build_pipeline(model, args.arch, res)
+    build_pairs(data, args.pairs, res)
+    env = _env(work)
+    timer = [py, "-m", "diffalign.bench.step_timer"]
+    beta, lr, rank, skip = 5000.0, 5e-4, 4, args.skip
+    variants = [("script", None)] + ([] if args.cache == "on" else [("ours", False)]) + \
+               ([] if args.cache == "off" else [("ours", True)])
+    print(f"bench diffusion --against diffusers-script: {args.arch} ({info['unet_params'] / 1e6:.2f} M-param U-Net, "
+          f"VAE {info['vae_params'] / 1e6:.2f} M) at {res} px, LoRA r{rank}, fp32, lr {lr:g}, β {beta:g} "
+          f"(script --beta_dpo {int(beta / 2)}), h-flip, {args.steps} steps, pairs/s over steps {skip + 1}..{args.steps}, "
+          f"{args.repeats} interleaved repeats; {_device()}" + (f"; ours with {' '.join(args.ours_set)}" if args.ours_set else ""))
+    rows = []
+    for rep in range(1, args.repeats + 1):
+        for b in args.batch:
+            for who, cache in variants:
+                name = "script" if who == "script" else f"ours_cache_{'on' if cache else 'off'}"
+                out = work / "runs" / f"{name}_b{b}_rep{rep}"
+                if out.exists():
+                    import shutil
+
+                    shutil.rmtree(out)
+                out.mkdir(parents=True)
+                timing = out / "step_times.json"
+                if who == "script":
+                    cmd = [*timer, "--out", str(timing), "--", str(script), "--pretrained_model_name_or_path", str(model),
+                           "--dataset_name", str(data), "--dataset_split_name", "train", "--output_dir", str(out / "run"),
+                           "--resolution", str(res), "--train_batch_size", str(b), "--max_train_steps", str(args.steps),
+                           "--mixed_precision", "no", "--seed", "0", "--checkpointing_steps", "100000000",
+                           "--report_to", "tensorboard", "--dataloader_num_workers", "0", "--beta_dpo", str(int(beta / 2)),
+                           "--learning_rate", str(lr), "--rank", str(rank), "--lr_scheduler", "constant"]
+                else:
+                    cfg = _our_config(model, data, out, b, args.steps, res, cache, beta, lr, rank, args.ours_set or [])
+                    (out / "cfg.yaml").write_text(json.dumps(cfg, indent=1))  # JSON is YAML
+                    cmd = [*timer, "--out", str(timing), "--", "-m", "diffalign.cli", "train", str(out / "cfg.yaml")]
+                rec = _run(cmd, env, out / "log.txt", timing)
+                rate = steady_rate(rec["step_end_s"], b, skip)
+                first, last = (_peer_losses if who == "script" else _our_losses)(out / "run")
+                mem = rec.get("cuda_peak_allocated_mib") or rec.get("peak_rss_mib")
+                row = {"who": name, "batch": b, "rep": rep, "pairs_per_s": rate, "peak_mib": mem, "rc": rec["rc"],
+                       "steps": len(rec["step_end_s"]), "t_first_step_s": rec["step_end_s"][0] if rec["step_end_s"] else None,
+                       "loss_first": first, "loss_last": last}
+                rows.append(row)
+                print(f"  {name:14s} b{b} rep{rep}: " + (f"{rate:6.2f} pairs/s" if rate else "   n/a pairs/s")
+                      + f", peak {mem:.0f} MiB, first step ends at {row['t_first_step_s'] or float('nan'):.1f} s, loss "
+                      f"{_f(first)} → {_f(last)}" + ("" if rec["rc"] == 0 else f"  [exit {rec['rc']}: see {out / 'log.txt'}]"),
+                      flush=True)
+    _summary(rows, args.batch)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"arch": args.arch, "resolution": res, "model": info, "rows": rows,
+                                              "ours_set": args.ours_set, "device": _device()}, indent=1))
+    return 0 if all(r["rc"] == 0 for r in rows) else 1
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+
+
+def _summary(rows: list[dict], batches: list[int]) -> None:
+    print(f"\n{'batch':>5s} {'program':14s} {'median pairs/s':>14s} {'× script':>9s} {'median peak MiB':>15s} {'× script':>9s}")
+    for b in batches:
+        med = {}
+        for name in dict.fromkeys(r["who"] for r in rows if r["batch"] == b):
+            rates = [r["pairs_per_s"] for r in rows if r["batch"] == b and r["who"] == name and r["pairs_per_s"]]
+            mems = [r["peak_mib"] for r in rows if r["batch"] == b and r["who"] == name and r["peak_mib"]]
+            med[name] = (statistics.median(rates) if rates else None, statistics.median(mems) if mems else None)
+        base = med.get("script", (None, None))
+        for name, (rate, mem) in med.items():
+            rx = f"{rate / base[0]:.2f}×" if rate and base[0] else "—"
+            mx = f"{mem / base[1]:.2f}×" if mem and base[1] else "—"
+            print(f"{b:5d} {name:14s} {rate or float('nan'):14.2f} {rx:>9s} {mem or float('nan'):15.0f} {mx:>9s}")
