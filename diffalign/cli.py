@@ -213,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--skip", type=int, default=2, help="diffusion --against: leading steps left out of pairs/s")
     b.add_argument("--cache", choices=["both", "on", "off"], default="both",
                    help="diffusion --against: run ours with the latent cache, without it, or both")
+    b.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
+                   help="diffusion --against: both programs' precision (no = fp32)")
+    b.add_argument("--script-args", default="", metavar="'ARGS'",
+                   help="diffusion --against: extra flags for the script, one string written with = "
+                        "(--script-args=--enable_xformers_memory_efficient_attention)")
     b.add_argument("--ours-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="diffusion --against: config overrides for our runs (e.g. train.compile=true)")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -44,17 +45,18 @@ def _env(work: Path) -> dict:
 
 
 def _our_config(model: Path, data: Path, out: Path, batch: int, steps: int, res: int, cache: bool, beta: float,
-                lr: float, rank: int, sets: list[str]) -> dict:
+                lr: float, rank: int, sets: list[str], precision: str = "no", cache_dir: Path | None = None) -> dict:
     cfg = {
         "trainer": "diffusion",
         "method": {"name": "diffusion_dpo", "t_min": 0, "t_max": 1000},
         "model": {"path": str(model), "lora": {"r": rank, "alpha": rank, "init": "gaussian"}},
         "reference": {"strategy": "adapter_off"},
         "data": {"source": str(data / "data" / "train-00000-of-00001.parquet"), "resolution": res, "crop": "center",
-                 "hflip": True, "ties": "drop", "cache": cache, "cache_dir": str(out / "cache")},
+                 "hflip": True, "ties": "drop", "cache": cache, "cache_dir": str(cache_dir or out / "cache")},
         "loss": {"kinds": "sigmoid", "beta": beta},
         "train": {"output_dir": str(out / "run"), "seed": 0, "batch_size": batch, "max_steps": steps, "lr": lr,
-                  "lr_schedule": "constant", "weight_decay": 0.01, "max_grad_norm": 1.0, "log_every": 1},
+                  "lr_schedule": "constant", "weight_decay": 0.01, "max_grad_norm": 1.0, "log_every": 1,
+                  "mixed_precision": precision},
     }
     for s in sets:  # key.path=value, the value as YAML
         import yaml
@@ -131,12 +133,27 @@ def main(args) -> int:
     env = _env(work)
     timer = [py, "-m", "diffalign.bench.step_timer"]
     beta, lr, rank, skip = 5000.0, 5e-4, 4, args.skip
+    prec = args.mixed_precision
+    flops = None
+    try:
+        import torch
+
+        from .flops import pair_flops
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        flops = pair_flops(str(model), res, rank, dev, {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[prec])
+    except Exception as e:  # noqa: BLE001 — the figures stand without it
+        print(f"[bench] FLOP count failed ({type(e).__name__}: {e}); no MFU")
     variants = [("script", None)] + ([] if args.cache == "on" else [("ours", False)]) + \
                ([] if args.cache == "off" else [("ours", True)])
     print(f"bench diffusion --against diffusers-script: {args.arch} ({info['unet_params'] / 1e6:.2f} M-param U-Net, "
           f"VAE {info['vae_params'] / 1e6:.2f} M) at {res} px, LoRA r{rank}, fp32, lr {lr:g}, β {beta:g} "
           f"(script --beta_dpo {int(beta / 2)}), h-flip, {args.steps} steps, pairs/s over steps {skip + 1}..{args.steps}, "
-          f"{args.repeats} interleaved repeats; {_device()}" + (f"; ours with {' '.join(args.ours_set)}" if args.ours_set else ""))
+          f"{args.repeats} interleaved repeats; {_device()}, precision {'fp32' if prec == 'no' else prec}"
+          + (f"; {flops / 1e9:.1f} GFLOP per pair" if flops else "")
+          + (f"; ours with {' '.join(args.ours_set)}" if args.ours_set else "")
+          + (f"; script with {' '.join(args.script_args)}" if args.script_args else "")
+          + "\n  (the latent cache is built once, by the first run that uses it, and shared by the later ones)")
     rows = []
     for rep in range(1, args.repeats + 1):
         for b in args.batch:
@@ -153,11 +170,13 @@ def main(args) -> int:
                     cmd = [*timer, "--out", str(timing), "--", str(script), "--pretrained_model_name_or_path", str(model),
                            "--dataset_name", str(data), "--dataset_split_name", "train", "--output_dir", str(out / "run"),
                            "--resolution", str(res), "--train_batch_size", str(b), "--max_train_steps", str(args.steps),
-                           "--mixed_precision", "no", "--seed", "0", "--checkpointing_steps", "100000000",
+                           "--mixed_precision", prec, "--seed", "0", "--checkpointing_steps", "100000000",
                            "--report_to", "tensorboard", "--dataloader_num_workers", "0", "--beta_dpo", str(int(beta / 2)),
-                           "--learning_rate", str(lr), "--rank", str(rank), "--lr_scheduler", "constant"]
+                           "--learning_rate", str(lr), "--rank", str(rank), "--lr_scheduler", "constant",
+                           *shlex.split(args.script_args)]
                 else:
-                    cfg = _our_config(model, data, out, b, args.steps, res, cache, beta, lr, rank, args.ours_set or [])
+                    cfg = _our_config(model, data, out, b, args.steps, res, cache, beta, lr, rank, args.ours_set or [], prec,
+                                      work / "cache")
                     (out / "cfg.yaml").write_text(json.dumps(cfg, indent=1))  # JSON is YAML
                     cmd = [*timer, "--out", str(timing), "--", "-m", "diffalign.cli", "train", str(out / "cfg.yaml")]
                 rec = _run(cmd, env, out / "log.txt", timing)
@@ -172,10 +191,11 @@ def main(args) -> int:
                       + f", peak {mem:.0f} MiB, first step ends at {row['t_first_step_s'] or float('nan'):.1f} s, loss "
                       f"{_f(first)} → {_f(last)}" + ("" if rec["rc"] == 0 else f"  [exit {rec['rc']}: see {out / 'log.txt'}]"),
                       flush=True)
-    _summary(rows, args.batch)
+    _summary(rows, args.batch, flops, prec)
     if args.out:
         Path(args.out).write_text(json.dumps({"arch": args.arch, "resolution": res, "model": info, "rows": rows,
-                                              "ours_set": args.ours_set, "device": _device()}, indent=1))
+                                              "ours_set": args.ours_set, "device": _device(),
+                                              "precision": prec, "pair_flops": flops}, indent=1))
     return 0 if all(r["rc"] == 0 for r in rows) else 1
 
 
@@ -189,8 +209,14 @@ def _device() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
 
 
-def _summary(rows: list[dict], batches: list[int]) -> None:
-    print(f"\n{'batch':>5s} {'program':14s} {'median pairs/s':>14s} {'× script':>9s} {'median peak MiB':>15s} {'× script':>9s}")
+def _summary(rows: list[dict], batches: list[int], flops: float | None = None, prec: str = "no") -> None:
+    import torch
+
+    from .flops import peak_flops
+
+    peak = peak_flops(torch.cuda.get_device_name(), prec) if torch.cuda.is_available() else None
+    print(f"\n{'batch':>5s} {'program':14s} {'median pairs/s':>14s} {'× script':>9s} {'median peak MiB':>15s} {'× script':>9s}"
+          f" {'TFLOP/s':>8s} {'MFU':>6s}")
     for b in batches:
         med = {}
         for name in dict.fromkeys(r["who"] for r in rows if r["batch"] == b):
@@ -201,4 +227,7 @@ def _summary(rows: list[dict], batches: list[int]) -> None:
         for name, (rate, mem) in med.items():
             rx = f"{rate / base[0]:.2f}×" if rate and base[0] else "—"
             mx = f"{mem / base[1]:.2f}×" if mem and base[1] else "—"
-            print(f"{b:5d} {name:14s} {rate or float('nan'):14.2f} {rx:>9s} {mem or float('nan'):15.0f} {mx:>9s}")
+            achieved = rate * flops if rate and flops else None
+            print(f"{b:5d} {name:14s} {rate or float('nan'):14.2f} {rx:>9s} {mem or float('nan'):15.0f} {mx:>9s}"
+                  f" {achieved / 1e12 if achieved else float('nan'):8.3f} "
+                  + (f"{achieved / peak:6.1%}" if achieved and peak else f"{'n/a':>6s}"))

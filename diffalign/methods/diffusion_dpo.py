@@ -82,6 +82,7 @@ class DiffusionDPO(Method):
     needs_rollouts = False
     needs_reward = False
     needs_inversion = False
+    reference_executor = None  # a one-thread executor: the reference forward overlaps the policy's (CPU)
 
     def __init__(
         self,
@@ -142,6 +143,10 @@ class DiffusionDPO(Method):
         pred = denoiser(noised.x_t, noised.t, batch.cond)  # [2B, C, h, w]
         return self.distance(pred, noised, batch.cond) * (1.0 if weight is None else weight)
 
+    def _reference_errors(self, reference, batch, noised, weight) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread
+            return self.errors(reference, batch, noised, weight).detach()
+
     def compute_loss(self, batch, policy, reference) -> MethodOutput:
         if self.needs_reference and reference is None:
             raise ValueError(f"loss kind(s) {self.kinds!r} need a reference denoiser")
@@ -152,11 +157,15 @@ class DiffusionDPO(Method):
         if self.snr_gamma:
             weight = min_snr_weight(self.scheduler, noised.t, self.snr_gamma, self.prediction_type)  # [2B]
         # 2. per-sample errors ‖target − model(x_t)‖² in fp32: [2B]
+        pending = None
+        if self.needs_reference and self.reference_executor is not None:  # the reference on its own thread
+            pending = self.reference_executor.submit(self._reference_errors, reference, batch, noised, weight)
         err = self.errors(policy, batch, noised, weight)
         err_ref = None
-        if self.needs_reference:
-            with torch.no_grad():
-                err_ref = self.errors(reference, batch, noised, weight).detach()
+        if pending is not None:
+            err_ref = pending.result()
+        elif self.needs_reference:
+            err_ref = self._reference_errors(reference, batch, noised, weight)
         # 3. scores s = −err → the shared core (β_core = β/2): Eq. 14 for kind 'sigmoid'
         scores = pair_scores(err, err_ref, self.loss_needs)
         scores, extra = self.adjust_scores(scores)  # SePPO: the anchor criterion scales the loser's term

@@ -115,8 +115,8 @@ def base_view(module: torch.nn.Module) -> torch.nn.Module | None:
     the wrappers' per-layer Python work or toggling a flag on the trained module.
 
     Returns None when a view cannot stand in for the disabled adapters: no adapters, adapters
-    merged into the base weights, or parameters that are not the module's own (FSDP's flattened
-    shards)."""
+    merged into the base weights, parameters that are not the module's own (FSDP's flattened
+    shards), or a module that does not copy."""
     import copy
 
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -125,7 +125,10 @@ def base_view(module: torch.nn.Module) -> torch.nn.Module | None:
     if not layers or any(getattr(m, "merged", False) for m in layers):
         return None
     shared = {id(t): t for t in [*module.parameters(), *module.buffers()]}
-    view = copy.deepcopy(module, memo=dict(shared))
+    try:
+        view = copy.deepcopy(module, memo=dict(shared))
+    except Exception:  # noqa: BLE001 — e.g. hooks or compiled wrappers that do not copy: toggle instead
+        return None
 
     def strip(parent: torch.nn.Module) -> None:
         for name, child in list(parent.named_children()):

@@ -57,9 +57,10 @@ def load_for_training(cfg, acc, serves: frozenset, trainer: str):
     return comp, method
 
 
-def make_trainable(unet: torch.nn.Module, lora, loop, wdtype: torch.dtype, device) -> torch.nn.Module:
+def make_trainable(unet: torch.nn.Module, lora, loop, wdtype: torch.dtype, device, model=None) -> torch.nn.Module:
     """The policy U-Net: LoRA adapters (fp32, on base weights in the compute dtype) or full
-    fine-tuning, gradient checkpointing when asked; on ``device`` in train mode."""
+    fine-tuning, gradient checkpointing when asked; on ``device`` in train mode; ``channels_last``
+    and ``torch.compile`` when the ``model:`` section asks."""
     if lora is not None:
         if wdtype != torch.float32:
             unet.to(wdtype)  # frozen base weights in the compute dtype; adapters stay fp32 (diffusers recipe)
@@ -71,7 +72,12 @@ def make_trainable(unet: torch.nn.Module, lora, loop, wdtype: torch.dtype, devic
         unet.requires_grad_(True)
     if loop.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    return unet.to(device).train()
+    unet = unet.to(device).train()
+    if getattr(model, "channels_last", False):
+        unet.to(memory_format=torch.channels_last)
+    if getattr(model, "compile", False):
+        unet.compile()  # nn.Module.compile: in place, parameter names unchanged (checkpoints, LoRA files)
+    return unet
 
 
 def pair_batcher(cfg, comp, acc, note: str = "") -> PairBatcher:
@@ -112,14 +118,33 @@ class DiffusionTrainer:
                                          auto="adapter_off" if m.lora is not None else "frozen_copy")
         # a frozen copy is taken now, before adapters are added; adapter_off wraps the U-Net that gets them
         self.reference = make_reference(self.strategy, unet, wdtype, cfg.reference.offload, dev)
-        self.unet = make_trainable(unet, m.lora, loop, wdtype, dev)
+        self.unet = make_trainable(unet, m.lora, loop, wdtype, dev, m)
         self.batcher = pair_batcher(cfg, self.comp, self.acc)
         self.pairs = self.batcher.pairs
         if d.cache:
             for enc in self.comp.encoders():  # training reads latents: the encoders can leave the device
                 enc.to("cpu")
+        if cfg.reference.overlap:
+            self._overlap_reference()
         self.loop = Loop(self.acc, loop, self.unet, name=cfg.method.name,
                          states={"loss_state": self.method, "reference": self.reference})
+
+    def _overlap_reference(self) -> None:
+        """``reference.overlap``: the reference forward on a second thread, the CPU threads split."""
+        if self.acc.device.type != "cpu":
+            raise ValueError("reference.overlap is for CPU training (on a GPU the kernels of one forward fill the device)")
+        if not self.method.needs_reference or not hasattr(self.method, "reference_executor"):
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = torch.get_num_threads()
+        if n < 2:
+            raise ValueError(f"reference.overlap needs at least 2 CPU threads, torch has {n} (train.num_threads)")
+        mine, theirs = n - n // 2, n // 2
+        torch.set_num_threads(mine)
+        self.method.reference_executor = ThreadPoolExecutor(1, thread_name_prefix="reference",
+                                                            initializer=torch.set_num_threads, initargs=(theirs,))
+        self.acc.print(f"[reference] overlapped on its own thread: {mine} + {theirs} CPU threads")
 
     # ---- loop ---------------------------------------------------------------------------
     def total_steps(self) -> int:

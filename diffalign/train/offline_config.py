@@ -39,6 +39,11 @@ class DiffusionModelConfig:
             ``load_lora_weights``; full fine-tuning writes a whole pipeline folder.
         trust_pickle: also read pickled ``.bin`` weights (a pickle can run code when read); off:
             safetensors only, and a folder with only pickles is one error naming its files.
+        compile: ``torch.compile`` the trained U-Net (in place, state-dict names unchanged); the
+            first steps then include the compilation (minutes on a CPU). Measured on the 2-core
+            CPU: no faster (README "Performance"); on GPUs it usually is.
+        channels_last: the U-Net's convolutions in ``channels_last`` memory format (GPUs' tensor
+            cores prefer it; no change on the 2-core CPU).
     """
 
     path: str
@@ -48,6 +53,8 @@ class DiffusionModelConfig:
     prediction_type: Literal["auto", "epsilon", "v_prediction", "sample"] = "auto"
     lora: LoraConfig | None = None
     trust_pickle: bool = False
+    compile: bool = False
+    channels_last: bool = False
 
     def validate(self) -> None:
         from ..models.families import FAMILIES
@@ -138,10 +145,15 @@ class DiffusionReferenceConfig:
             (the policy with LoRA disabled: no second U-Net) or ``frozen_copy``.
         offload: keep the frozen copy on the CPU, moving layers to the device as they run
             (accelerate ``cpu_offload``; slower, saves a U-Net of device memory).
+        overlap: CPU training only — run the reference forward on a second thread while the
+            policy's forward runs, the CPU threads split between the two (a small U-Net does not
+            use two intra-op threads well: 1.2× from 1 to 2 threads on the 24 M U-Net here).
+            Same computation, other thread counts per operation (README "Performance").
     """
 
     strategy: Literal["auto", "adapter_off", "frozen_copy"] = "auto"
     offload: bool = False
+    overlap: bool = False
 
 
 @dataclass

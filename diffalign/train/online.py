@@ -79,7 +79,7 @@ class OnlineTrainer:
         fixed = self.strategy in ("none", "adapter_off", "frozen_copy")
         if fixed:  # taken before adapters are added
             self.reference = make_reference(self.strategy, unet, **ref_kw)
-        self.unet = make_trainable(unet, m.lora, loop, wdtype, dev)
+        self.unet = make_trainable(unet, m.lora, loop, wdtype, dev, m)
         if not fixed:  # moving strategies follow the adapted policy
             self.reference = make_reference(self.strategy, unet, **ref_kw)
         self.reward = build_reward(cfg.reward).to(dev).eval() if cfg.reward is not None else None
