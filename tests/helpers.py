@@ -167,6 +167,12 @@ def audioldm_parts(attention: bool = False):
                                                 upsample_rates=[4, 4, 4], upsample_kernel_sizes=[8, 8, 8],
                                                 resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
                                                 normalize_before=False))
+    # torch's default layer init, not transformers' (5.25 draws the HiFi-GAN's convs with std 0.01: its
+    # waveforms come out ~1e-8, silent to every audio reward)
+    torch.manual_seed(0)
+    for m in voc.modules():
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            m.reset_parameters()
     sch = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False,
                         set_alpha_to_one=False, prediction_type="epsilon")
     return dict(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sch, vocoder=voc)

@@ -121,7 +121,7 @@ def main(args) -> int:
         print(f"no such file: {script}\n\n{HOW_TO_GET}")
         return 2
     py = sys.executable
-    missing = _check_peer_deps(py)
+    missing = _check_peer_deps(py) if "import wandb" in script.read_text(errors="replace") else None
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2

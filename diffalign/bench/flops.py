@@ -38,7 +38,7 @@ def pair_flops(model_dir: str, resolution: int, rank: int = 4, device: str = "cp
 
     from ..models.lora import add_lora
 
-    unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet").to(device, dtype or torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet", torch_dtype=dtype or torch.float32).to(device)
     ref = copy.deepcopy(unet).requires_grad_(False)
     unet.requires_grad_(False)
     add_lora(unet, rank, rank, 0.0, ["to_k", "to_q", "to_v", "to_out.0"], "gaussian")

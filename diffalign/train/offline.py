@@ -75,6 +75,12 @@ def make_trainable(unet: torch.nn.Module, lora, loop, wdtype: torch.dtype, devic
     unet = unet.to(device).train()
     if getattr(model, "channels_last", False):
         unet.to(memory_format=torch.channels_last)
+    if getattr(model, "xformers", False):
+        try:
+            import xformers  # noqa: F401
+        except ImportError:
+            raise ImportError("model.xformers needs the xformers package (CUDA builds only): pip install xformers") from None
+        unet.enable_xformers_memory_efficient_attention()
     if getattr(model, "compile", False):
         unet.compile()  # nn.Module.compile: in place, parameter names unchanged (checkpoints, LoRA files)
     return unet
@@ -140,11 +146,10 @@ class DiffusionTrainer:
         n = torch.get_num_threads()
         if n < 2:
             raise ValueError(f"reference.overlap needs at least 2 CPU threads, torch has {n} (train.num_threads)")
-        mine, theirs = n - n // 2, n // 2
-        torch.set_num_threads(mine)
+        self._split = (n, n - n // 2)  # (threads before, the training thread's share during train())
         self.method.reference_executor = ThreadPoolExecutor(1, thread_name_prefix="reference",
-                                                            initializer=torch.set_num_threads, initargs=(theirs,))
-        self.acc.print(f"[reference] overlapped on its own thread: {mine} + {theirs} CPU threads")
+                                                            initializer=torch.set_num_threads, initargs=(n // 2,))
+        self.acc.print(f"[reference] overlapped on its own thread: {n - n // 2} + {n // 2} CPU threads")
 
     # ---- loop ---------------------------------------------------------------------------
     def total_steps(self) -> int:
@@ -174,9 +179,16 @@ class DiffusionTrainer:
                 on_step(step, metrics)
 
         pos, bs, acc = self.batcher.positions, self.cfg.train.batch_size, self.acc
-        last = self.loop.run(self.total_steps(),
-                             lambda start: self.batcher.micro_batches(pos, bs, start, acc.process_index, acc.num_processes),
-                             self.compute, until, after, {"trainer": "diffusion", "method": self.cfg.method.name})
+        split = getattr(self, "_split", None)
+        if split:
+            torch.set_num_threads(split[1])
+        try:
+            last = self.loop.run(self.total_steps(),
+                                 lambda start: self.batcher.micro_batches(pos, bs, start, acc.process_index, acc.num_processes),
+                                 self.compute, until, after, {"trainer": "diffusion", "method": self.cfg.method.name})
+        finally:
+            if split:
+                torch.set_num_threads(split[0])
         self.unet = self.loop.model
         return last
 

@@ -44,6 +44,8 @@ class DiffusionModelConfig:
             CPU: no faster (README "Performance"); on GPUs it usually is.
         channels_last: the U-Net's convolutions in ``channels_last`` memory format (GPUs' tensor
             cores prefer it; no change on the 2-core CPU).
+        xformers: xformers' memory-efficient attention instead of torch's SDPA (CUDA; needs the
+            xformers package).
     """
 
     path: str
@@ -55,6 +57,7 @@ class DiffusionModelConfig:
     trust_pickle: bool = False
     compile: bool = False
     channels_last: bool = False
+    xformers: bool = False
 
     def validate(self) -> None:
         from ..models.families import FAMILIES

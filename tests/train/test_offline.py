@@ -189,3 +189,35 @@ def test_8bit_adam_without_bitsandbytes_fails_clearly(dcfg):
     tr = DiffusionTrainer(dcfg(train={"use_8bit_adam": True}))
     with pytest.raises(ImportError, match="use_8bit_adam needs the bitsandbytes package"):
         tr.train()
+
+
+def test_overlapped_reference_trains_the_same_weights(dcfg, tmp_path):
+    """reference.overlap runs the same computation on two threads of one core each: the run equals a
+    one-thread run without overlap, bit for bit, and the threads are given back afterwards."""
+    threads = torch.get_num_threads()
+    runs = {}
+    for overlap in (False, True):
+        tr = DiffusionTrainer(dcfg(reference={"overlap": overlap}, train={"output_dir": str(tmp_path / str(overlap)),
+                                                                          "num_threads": 2 if overlap else 1}))
+        assert (tr.method.reference_executor is not None) == overlap
+        tr.train()
+        losses = [json.loads(x)["loss"] for x in (tmp_path / str(overlap) / "metrics.jsonl").read_text().splitlines()]
+        runs[overlap] = (losses, trainable(tr.unet))
+        assert torch.get_num_threads() == (2 if overlap else 1)  # train() gave the threads back
+        tr.method.reference_executor = None
+    torch.set_num_threads(threads)
+    (l0, w0), (l1, w1) = runs[False], runs[True]
+    assert abs(l0[0] - 0.6931) < 1e-3 and l0[-1] < l0[0]
+    assert l1 == l0
+    assert all(torch.equal(w1[n], w0[n]) for n in w0)
+
+
+def test_xformers_without_the_package_fails_clearly(dcfg):
+    try:
+        import xformers  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("xformers is installed")
+    with pytest.raises(ImportError, match="model.xformers needs the xformers package"):
+        DiffusionTrainer(dcfg(model={"xformers": True}))
