@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(--script-args=--enable_xformers_memory_efficient_attention)")
     b.add_argument("--ours-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="diffusion --against: config overrides for our runs (e.g. train.compile=true)")
+    b.add_argument("--ablate", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="diffusion --against: one more row per override, each on top of ours with the cache "
+                        "(e.g. reference.overlap=true model.channels_last=true)")
 
     b.add_argument("--no-cache", action="store_true", help="diffusion: encode images and text every step")
     b.add_argument("--out", help="also write the figures as JSON to this file")

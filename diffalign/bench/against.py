@@ -8,8 +8,9 @@ constant, weight decay 1e-2, gradient clipping 1, random h-flip, centre crop, th
 pairs and number of steps, Eq. 14 with paper β (the script's ``--beta_dpo`` is β/2). Each run is a
 fresh process timed by ``bench/step_timer.py`` (an optimiser post-step hook; steady pairs/s over
 steps ``skip+1..N``, peak RSS of the process or CUDA peak allocation). Runs are interleaved —
-script, ours without the cache, ours with it, for each batch, ``--repeats`` times — and medians
-are compared, since run-to-run noise on a shared machine is ±10%.
+script, ours without the cache, ours with it, then ours with the cache and each ``--ablate``
+override (one row per speed option), for each batch, ``--repeats`` times — and medians are
+compared, since run-to-run noise on a shared machine is ±10% (±25% seen on this 2-core one).
 
 Ours may add speed options (``--ours-set train.compile=true``…); they are printed with the figures.
 """
@@ -144,8 +145,11 @@ def main(args) -> int:
         flops = pair_flops(str(model), res, rank, dev, {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[prec])
     except Exception as e:  # noqa: BLE001 — the figures stand without it
         print(f"[bench] FLOP count failed ({type(e).__name__}: {e}); no MFU")
-    variants = [("script", None)] + ([] if args.cache == "on" else [("ours", False)]) + \
-               ([] if args.cache == "off" else [("ours", True)])
+    # (name, cache, extra overrides): the script, ours without / with the cache, then each --ablate
+    # override on top of ours with the cache — one row per change, measured in the same interleaving
+    variants = [("script", None, [])] + ([] if args.cache == "on" else [("ours_cache_off", False, [])]) + \
+               ([] if args.cache == "off" else [("ours_cache_on", True, [])]) + \
+               [(f"+{a}", True, [a]) for a in args.ablate or []]
     print(f"bench diffusion --against diffusers-script: {args.arch} ({info['unet_params'] / 1e6:.2f} M-param U-Net, "
           f"VAE {info['vae_params'] / 1e6:.2f} M) at {res} px, LoRA r{rank}, fp32, lr {lr:g}, β {beta:g} "
           f"(script --beta_dpo {int(beta / 2)}), h-flip, {args.steps} steps, pairs/s over steps {skip + 1}..{args.steps}, "
@@ -157,9 +161,10 @@ def main(args) -> int:
     rows = []
     for rep in range(1, args.repeats + 1):
         for b in args.batch:
-            for who, cache in variants:
-                name = "script" if who == "script" else f"ours_cache_{'on' if cache else 'off'}"
-                out = work / "runs" / f"{name}_b{b}_rep{rep}"
+            for vi, (name, cache, extra) in enumerate(variants):
+                who = "script" if name == "script" else "ours"
+                tag = name if name[0] != "+" else f"ablate{vi}"
+                out = work / "runs" / f"{tag}_b{b}_rep{rep}"
                 if out.exists():
                     import shutil
 
@@ -175,8 +180,8 @@ def main(args) -> int:
                            "--learning_rate", str(lr), "--rank", str(rank), "--lr_scheduler", "constant",
                            *shlex.split(args.script_args)]
                 else:
-                    cfg = _our_config(model, data, out, b, args.steps, res, cache, beta, lr, rank, args.ours_set or [], prec,
-                                      work / "cache")
+                    cfg = _our_config(model, data, out, b, args.steps, res, cache, beta, lr, rank,
+                                      [*(args.ours_set or []), *extra], prec, work / "cache")
                     (out / "cfg.yaml").write_text(json.dumps(cfg, indent=1))  # JSON is YAML
                     cmd = [*timer, "--out", str(timing), "--", "-m", "diffalign.cli", "train", str(out / "cfg.yaml")]
                 rec = _run(cmd, env, out / "log.txt", timing)
@@ -187,7 +192,7 @@ def main(args) -> int:
                        "steps": len(rec["step_end_s"]), "t_first_step_s": rec["step_end_s"][0] if rec["step_end_s"] else None,
                        "loss_first": first, "loss_last": last}
                 rows.append(row)
-                print(f"  {name:14s} b{b} rep{rep}: " + (f"{rate:6.2f} pairs/s" if rate else "   n/a pairs/s")
+                print(f"  {name:28s} b{b} rep{rep}: " + (f"{rate:6.2f} pairs/s" if rate else "   n/a pairs/s")
                       + f", peak {mem:.0f} MiB, first step ends at {row['t_first_step_s'] or float('nan'):.1f} s, loss "
                       f"{_f(first)} → {_f(last)}" + ("" if rec["rc"] == 0 else f"  [exit {rec['rc']}: see {out / 'log.txt'}]"),
                       flush=True)
@@ -215,7 +220,7 @@ def _summary(rows: list[dict], batches: list[int], flops: float | None = None, p
     from .flops import peak_flops
 
     peak = peak_flops(torch.cuda.get_device_name(), prec) if torch.cuda.is_available() else None
-    print(f"\n{'batch':>5s} {'program':14s} {'median pairs/s':>14s} {'× script':>9s} {'median peak MiB':>15s} {'× script':>9s}"
+    print(f"\n{'batch':>5s} {'program':28s} {'median pairs/s':>14s} {'× script':>9s} {'median peak MiB':>15s} {'× script':>9s}"
           f" {'TFLOP/s':>8s} {'MFU':>6s}")
     for b in batches:
         med = {}
@@ -228,6 +233,6 @@ def _summary(rows: list[dict], batches: list[int], flops: float | None = None, p
             rx = f"{rate / base[0]:.2f}×" if rate and base[0] else "—"
             mx = f"{mem / base[1]:.2f}×" if mem and base[1] else "—"
             achieved = rate * flops if rate and flops else None
-            print(f"{b:5d} {name:14s} {rate or float('nan'):14.2f} {rx:>9s} {mem or float('nan'):15.0f} {mx:>9s}"
+            print(f"{b:5d} {name:28s} {rate or float('nan'):14.2f} {rx:>9s} {mem or float('nan'):15.0f} {mx:>9s}"
                   f" {achieved / 1e12 if achieved else float('nan'):8.3f} "
                   + (f"{achieved / peak:6.1%}" if achieved and peak else f"{'n/a':>6s}"))

@@ -82,7 +82,7 @@ class DiffusionDPO(Method):
     needs_rollouts = False
     needs_reward = False
     needs_inversion = False
-    reference_executor = None  # a one-thread executor: the reference forward overlaps the policy's (CPU)
+    reference_overlap = None  # models.reference.ReferenceOverlap: the reference forward beside the policy's (CPU)
 
     def __init__(
         self,
@@ -157,15 +157,15 @@ class DiffusionDPO(Method):
         if self.snr_gamma:
             weight = min_snr_weight(self.scheduler, noised.t, self.snr_gamma, self.prediction_type)  # [2B]
         # 2. per-sample errors ‖target − model(x_t)‖² in fp32: [2B]
-        pending = None
-        if self.needs_reference and self.reference_executor is not None:  # the reference on its own thread
-            pending = self.reference_executor.submit(self._reference_errors, reference, batch, noised, weight)
-        err = self.errors(policy, batch, noised, weight)
         err_ref = None
-        if pending is not None:
-            err_ref = pending.result()
-        elif self.needs_reference:
-            err_ref = self._reference_errors(reference, batch, noised, weight)
+        # the two forwards side by side, unless the reference is the policy with its adapters toggled
+        if self.needs_reference and self.reference_overlap is not None and getattr(reference, "separate", lambda: True)():
+            err, err_ref = self.reference_overlap.run(lambda: self.errors(policy, batch, noised, weight),
+                                                      lambda: self._reference_errors(reference, batch, noised, weight))
+        else:
+            err = self.errors(policy, batch, noised, weight)
+            if self.needs_reference:
+                err_ref = self._reference_errors(reference, batch, noised, weight)
         # 3. scores s = −err → the shared core (β_core = β/2): Eq. 14 for kind 'sigmoid'
         scores = pair_scores(err, err_ref, self.loss_needs)
         scores, extra = self.adjust_scores(scores)  # SePPO: the anchor criterion scales the loser's term

@@ -159,12 +159,17 @@ class AdapterOffDenoiser(Denoiser):
         self._use_view = view
         self._view: torch.nn.Module | None = None
 
-    @torch.no_grad()
-    def __call__(self, x_t, t, cond):
+    def separate(self) -> bool:
+        """Whether calls run a module of their own (the ``base_view``) rather than switching the
+        policy's adapters off and on — only then may a call overlap the policy's forward."""
         if self._use_view and self._view is None:
             self._view = base_view(self.unet)
             self._use_view = self._view is not None
-        if self._view is not None:
+        return self._view is not None
+
+    @torch.no_grad()
+    def __call__(self, x_t, t, cond):
+        if self.separate():
             return self._view(x_t, t, **cond.unet_kwargs()).sample
         with adapters_off(self.unet):
             return super().__call__(x_t, t, cond)

@@ -26,7 +26,7 @@ from ..methods import method_class
 from ..models.denoiser import Denoiser
 from ..models.families import load_components
 from ..models.lora import add_lora
-from ..models.reference import STRATEGIES, make_reference, resolve_strategy
+from ..models.reference import STRATEGIES, ReferenceOverlap, make_reference, resolve_strategy
 from .checkpoint import finished_run, save_final
 from .common import check_finite, make_accelerator
 from .loop import Loop
@@ -136,20 +136,13 @@ class DiffusionTrainer:
                          states={"loss_state": self.method, "reference": self.reference})
 
     def _overlap_reference(self) -> None:
-        """``reference.overlap``: the reference forward on a second thread, the CPU threads split."""
+        """``reference.overlap``: the reference forward on a second thread beside the policy's."""
         if self.acc.device.type != "cpu":
             raise ValueError("reference.overlap is for CPU training (on a GPU the kernels of one forward fill the device)")
-        if not self.method.needs_reference or not hasattr(self.method, "reference_executor"):
+        if not self.method.needs_reference or not hasattr(self.method, "reference_overlap"):
             return
-        from concurrent.futures import ThreadPoolExecutor
-
-        n = torch.get_num_threads()
-        if n < 2:
-            raise ValueError(f"reference.overlap needs at least 2 CPU threads, torch has {n} (train.num_threads)")
-        self._split = (n, n - n // 2)  # (threads before, the training thread's share during train())
-        self.method.reference_executor = ThreadPoolExecutor(1, thread_name_prefix="reference",
-                                                            initializer=torch.set_num_threads, initargs=(n // 2,))
-        self.acc.print(f"[reference] overlapped on its own thread: {n - n // 2} + {n // 2} CPU threads")
+        self.method.reference_overlap = ReferenceOverlap(torch.get_num_threads())
+        self.acc.print(f"[reference] overlapped with the policy's forward: {self.method.reference_overlap}")
 
     # ---- loop ---------------------------------------------------------------------------
     def total_steps(self) -> int:
@@ -179,16 +172,9 @@ class DiffusionTrainer:
                 on_step(step, metrics)
 
         pos, bs, acc = self.batcher.positions, self.cfg.train.batch_size, self.acc
-        split = getattr(self, "_split", None)
-        if split:
-            torch.set_num_threads(split[1])
-        try:
-            last = self.loop.run(self.total_steps(),
-                                 lambda start: self.batcher.micro_batches(pos, bs, start, acc.process_index, acc.num_processes),
-                                 self.compute, until, after, {"trainer": "diffusion", "method": self.cfg.method.name})
-        finally:
-            if split:
-                torch.set_num_threads(split[0])
+        last = self.loop.run(self.total_steps(),
+                             lambda start: self.batcher.micro_batches(pos, bs, start, acc.process_index, acc.num_processes),
+                             self.compute, until, after, {"trainer": "diffusion", "method": self.cfg.method.name})
         self.unet = self.loop.model
         return last
 

@@ -89,13 +89,16 @@ def test_against_runs_both_programs_on_the_same_inputs(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", "diffusion", "--against", "diffusers-script", str(script), "--resolution", "32", "--batch", "1",
                "--steps", "4", "--repeats", "1", "--pairs", "4", "--cache", "on", "--workdir", str(tmp_path / "w"),
-               "--out", str(out)])
+               "--out", str(out), "--ablate", "reference.overlap=true"])
     text = capsys.readouterr().out
     assert rc == 0, text
     rows = json.loads(out.read_text())["rows"]
-    assert [r["who"] for r in rows] == ["script", "ours_cache_on"] and all(r["steps"] == 4 for r in rows)
-    ours = rows[1]
-    assert ours["pairs_per_s"] > 0 and abs(ours["loss_first"] - 0.6931) < 1e-3  # LoRA B = 0: log 2 at step 1
+    assert [r["who"] for r in rows] == ["script", "ours_cache_on", "+reference.overlap=true"]
+    assert all(r["steps"] == 4 for r in rows)
+    for ours in rows[1:]:
+        assert ours["pairs_per_s"] > 0 and abs(ours["loss_first"] - 0.6931) < 1e-3  # LoRA B = 0: log 2 at step 1
     assert "× script" in text and "GFLOP per pair" in text
     cfg = json.loads((tmp_path / "w" / "runs" / "ours_cache_on_b1_rep1" / "cfg.yaml").read_text())
     assert cfg["model"]["lora"] == {"r": 4, "alpha": 4, "init": "gaussian"} and cfg["loss"]["beta"] == 5000.0
+    ablated = json.loads((tmp_path / "w" / "runs" / "ablate2_b1_rep1" / "cfg.yaml").read_text())
+    assert ablated["reference"] == {"strategy": "adapter_off", "overlap": True} and ablated["data"]["cache"] is True

@@ -187,3 +187,37 @@ def test_a_step_changes_the_policy_and_leaves_the_reference_unchanged(sd_path):
     assert all(not torch.equal(p, lora[n]) for n, p in unet.named_parameters() if "lora_B" in n)
     assert all(torch.equal(p, base[n]) for n, p in unet.named_parameters() if not p.requires_grad)
     assert torch.equal(ref(*x), ref0)
+
+
+def test_overlapped_reference_gives_the_same_loss_and_never_overlaps_a_toggled_reference(parts):
+    """reference_overlap: the reference forward on its own thread gives the sequential loss; a
+    reference that toggles the policy's own adapters (no base view) is run after the policy instead."""
+    import threading
+
+    from diffalign.models.reference import ReferenceOverlap
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plain = DiffusionDPO(parts.scheduler)
+        torch.manual_seed(0)
+        want = plain.compute_loss(_batch(), Denoiser(parts.unet), AdapterOffDenoiser(parts.unet))
+        over = DiffusionDPO(parts.scheduler)
+        over.reference_overlap = ReferenceOverlap(2)
+        where = []
+
+        class Spy(AdapterOffDenoiser):  # records the thread each reference call runs on
+            def __call__(self, *a):
+                where.append(threading.current_thread().name)
+                return super().__call__(*a)
+
+        for view in (True, False):
+            where.clear()
+            spy = Spy(parts.unet, view=view)
+            torch.manual_seed(0)
+            got = over.compute_loss(_batch(), Denoiser(parts.unet), spy)
+            torch.testing.assert_close(got.loss, want.loss, rtol=1e-4, atol=1e-6)
+            assert where[0].startswith("reference") == view
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

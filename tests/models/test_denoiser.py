@@ -81,6 +81,7 @@ def test_base_view_shares_the_weights_and_equals_adapters_off(parts):
     x = (torch.randn(2, 4, 8, 8), torch.tensor([5, 600]), Conditioning(torch.randn(2, 16, 16)))
     toggled, viewed = AdapterOffDenoiser(unet, view=False), AdapterOffDenoiser(unet)
     torch.testing.assert_close(viewed(*x), toggled(*x), rtol=0, atol=0)
+    assert viewed.separate() and not toggled.separate()  # only the view may run beside the policy's forward
     assert viewed._view is not None and all(p.requires_grad for n, p in unet.named_parameters() if "lora_" in n)
     with torch.no_grad():  # the view reads the policy's own tensors: an in-place change shows in both
         unet.conv_in.weight.mul_(0.5)

@@ -101,3 +101,35 @@ def test_checkpoint_pool_keeps_the_initial_snapshot_caps_its_size_and_resumes():
     again.load_state_dict(state)
     again.load_state_tensors(tensors)
     assert [pool.draw() for _ in range(20)] == [again.draw() for _ in range(20)]  # same pool, same generator
+
+
+def test_reference_overlap_runs_both_sides_and_gives_the_threads_back():
+    import threading
+
+    from diffalign.models.reference import ReferenceOverlap
+
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="at least 2 CPU threads"):
+        ReferenceOverlap(1)
+    ov = ReferenceOverlap(3)
+    seen = {}
+
+    def policy():
+        seen["policy"] = (threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled())
+        return torch.ones(2, requires_grad=True) * 2
+
+    def reference():
+        with torch.no_grad():
+            seen["reference"] = (threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled())
+            return torch.ones(2) * 3
+
+    torch.set_num_threads(3)
+    out, ref = ov.run(policy, reference)
+    assert out.requires_grad and torch.equal(ref, torch.full((2,), 3.0))
+    assert seen["policy"][1:] == (2, True) and seen["reference"][1:] == (1, False)
+    assert seen["reference"][0].startswith("reference") and seen["policy"][0] != seen["reference"][0]
+    assert torch.get_num_threads() == 3
+    with pytest.raises(RuntimeError, match="boom"):  # an error on either side surfaces; threads still restored
+        ov.run(policy, lambda: (_ for _ in ()).throw(RuntimeError("boom")))
+    assert torch.get_num_threads() == 3
+    torch.set_num_threads(before)

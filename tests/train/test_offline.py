@@ -1,6 +1,7 @@
 """The offline diffusion trainer: LoRA and full fine-tuning, references, outputs, resume, SDXL, cache."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -192,24 +193,28 @@ def test_8bit_adam_without_bitsandbytes_fails_clearly(dcfg):
 
 
 def test_overlapped_reference_trains_the_same_weights(dcfg, tmp_path):
-    """reference.overlap runs the same computation on two threads of one core each: the run equals a
-    one-thread run without overlap, bit for bit, and the threads are given back afterwards."""
+    """reference.overlap runs the same computation with other thread counts per operation: the same
+    step-1 loss (log 2), the same later losses and weights up to float summation order; the caller's
+    threads are all back after every step."""
     threads = torch.get_num_threads()
-    runs = {}
+    runs, w0 = {}, None
     for overlap in (False, True):
         tr = DiffusionTrainer(dcfg(reference={"overlap": overlap}, train={"output_dir": str(tmp_path / str(overlap)),
-                                                                          "num_threads": 2 if overlap else 1}))
-        assert (tr.method.reference_executor is not None) == overlap
-        tr.train()
+                                                                          "num_threads": 2}))
+        assert (tr.method.reference_overlap is not None) == overlap
+        w0 = trainable(tr.unet)
+        seen = []
+        tr.train(on_step=lambda step, m: seen.append(torch.get_num_threads()))
         losses = [json.loads(x)["loss"] for x in (tmp_path / str(overlap) / "metrics.jsonl").read_text().splitlines()]
         runs[overlap] = (losses, trainable(tr.unet))
-        assert torch.get_num_threads() == (2 if overlap else 1)  # train() gave the threads back
-        tr.method.reference_executor = None
+        assert seen == [2] * len(losses)
     torch.set_num_threads(threads)
-    (l0, w0), (l1, w1) = runs[False], runs[True]
-    assert abs(l0[0] - 0.6931) < 1e-3 and l0[-1] < l0[0]
-    assert l1 == l0
-    assert all(torch.equal(w1[n], w0[n]) for n in w0)
+    (l0, w_plain), (l1, w_over) = runs[False], runs[True]
+    assert l0[0] == l1[0] and abs(l0[0] - math.log(2)) < 1e-4 and l0[-1] < l0[0]
+    torch.testing.assert_close(torch.tensor(l1), torch.tensor(l0), rtol=2e-3, atol=0)
+    for n in w0:  # the runs differ by far less than the training moved the weights
+        moved = (w_plain[n] - w0[n]).norm()
+        assert moved > 0 and (w_over[n] - w_plain[n]).norm() < 0.02 * moved, n
 
 
 def test_xformers_without_the_package_fails_clearly(dcfg):
