@@ -112,12 +112,17 @@ class NoReference(Reference):
 
 
 class AdapterOff(Reference):
-    """The policy U-Net with adapters off. Args: unet: the unwrapped policy U-Net with LoRA."""
+    """The policy U-Net with adapters off.
+
+    Args:
+        unet: the unwrapped policy U-Net with LoRA.
+        view (bool): run a weight-sharing ``base_view`` (default) instead of toggling the adapters.
+    """
 
     name = "adapter_off"
 
-    def __init__(self, unet: torch.nn.Module):
-        self._denoiser = AdapterOffDenoiser(unet)
+    def __init__(self, unet: torch.nn.Module, view: bool = True):
+        self._denoiser = AdapterOffDenoiser(unet, view)
 
     def denoiser(self):
         return self._denoiser
@@ -265,13 +270,15 @@ ONLINE_STRATEGIES = ("adapter_off", "frozen_copy", "periodic_copy", "ema", "chec
 
 
 def make_reference(strategy: str, unet: torch.nn.Module, dtype: torch.dtype | None = None, offload: bool = False,
-                   device=None, every: int = 1, decay: float = 0.99, pool_size: int = 8, seed: int = 0) -> Reference:
+                   device=None, every: int = 1, decay: float = 0.99, pool_size: int = 8, seed: int = 0,
+                   base_view: bool = True) -> Reference:
     """Build a resolved strategy (``resolve_strategy``) around the policy U-Net.
 
     ``frozen_copy`` copies ``unet`` now, so call it before adapters are added; ``adapter_off``
     keeps a handle on ``unet`` and needs its adapters by the first call; the moving strategies
     (``periodic_copy``, ``ema``, ``checkpoint_pool``) copy the policy *with* its adapters, so call
-    them after.
+    them after. ``base_view`` (``adapter_off``): a weight-sharing view of the base model rather
+    than toggling the policy's adapters.
     """
     if strategy == "periodic_copy":
         return PeriodicCopy(unet, every, dtype, device)
@@ -282,7 +289,7 @@ def make_reference(strategy: str, unet: torch.nn.Module, dtype: torch.dtype | No
     if strategy == "none":
         return NoReference()
     if strategy == "adapter_off":
-        return AdapterOff(unet)
+        return AdapterOff(unet, base_view)
     if strategy == "frozen_copy":
         return FrozenCopy(unet, dtype, offload, device)
     raise ValueError(f"unknown reference strategy {strategy!r} (known: none, {', '.join(STRATEGIES)})")

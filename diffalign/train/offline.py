@@ -123,7 +123,8 @@ class DiffusionTrainer:
                                          has_lora=m.lora is not None, known=STRATEGIES,
                                          auto="adapter_off" if m.lora is not None else "frozen_copy")
         # a frozen copy is taken now, before adapters are added; adapter_off wraps the U-Net that gets them
-        self.reference = make_reference(self.strategy, unet, wdtype, cfg.reference.offload, dev)
+        self.reference = make_reference(self.strategy, unet, wdtype, cfg.reference.offload, dev,
+                                        base_view=cfg.reference.base_view)
         self.unet = make_trainable(unet, m.lora, loop, wdtype, dev, m)
         self.batcher = pair_batcher(cfg, self.comp, self.acc)
         self.pairs = self.batcher.pairs

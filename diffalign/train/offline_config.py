@@ -149,14 +149,20 @@ class DiffusionReferenceConfig:
         offload: keep the frozen copy on the CPU, moving layers to the device as they run
             (accelerate ``cpu_offload``; slower, saves a U-Net of device memory).
         overlap: CPU training only — run the reference forward on a second thread while the
-            policy's forward runs, the CPU threads split between the two (a small U-Net does not
-            use two intra-op threads well: 1.2× from 1 to 2 threads on the 24 M U-Net here).
+            policy's forward runs, the CPU threads split between the two, all of them back for
+            the backward (a small U-Net does not use two intra-op threads well: 1.54× from 1 to
+            2 threads on the 24 M bench U-Net, 8 rows); never beside a reference that toggles the
+            policy's own adapters.
             Same computation, other thread counts per operation (README "Performance").
+        base_view: ``adapter_off`` runs a weight-sharing copy of the U-Net without its LoRA
+            wrappers (default; the same numbers as disabled adapters, measured faster); false
+            toggles the adapters off and on around the reference forward, as diffusers' script does.
     """
 
     strategy: Literal["auto", "adapter_off", "frozen_copy"] = "auto"
     offload: bool = False
     overlap: bool = False
+    base_view: bool = True
 
 
 @dataclass

@@ -217,6 +217,12 @@ def test_overlapped_reference_trains_the_same_weights(dcfg, tmp_path):
         assert moved > 0 and (w_over[n] - w_plain[n]).norm() < 0.02 * moved, n
 
 
+def test_reference_base_view_false_toggles_the_adapters_as_the_script_does(dcfg):
+    view = DiffusionTrainer(dcfg()).reference.denoiser()
+    toggled = DiffusionTrainer(dcfg(reference={"base_view": False})).reference.denoiser()
+    assert view.separate() and not toggled.separate()
+
+
 def test_xformers_without_the_package_fails_clearly(dcfg):
     try:
         import xformers  # noqa: F401
