@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .step_timer import steady_rate
 
-__all__ = ["main", "HOW_TO_GET"]
+__all__ = ["main", "HOW_TO_GET", "paired_ratios"]
 
 HOW_TO_GET = """\
 bench diffusion --against diffusers-script needs a copy of diffusers' research script (it is not in the pip package):
@@ -192,7 +192,7 @@ def main(args) -> int:
                        "steps": len(rec["step_end_s"]), "t_first_step_s": rec["step_end_s"][0] if rec["step_end_s"] else None,
                        "loss_first": first, "loss_last": last}
                 rows.append(row)
-                print(f"  {name:28s} b{b} rep{rep}: " + (f"{rate:6.2f} pairs/s" if rate else "   n/a pairs/s")
+                print(f"  {name:28s} b{b} rep{rep}: " + (f"{rate:6.3g} pairs/s" if rate else "   n/a pairs/s")
                       + f", peak {mem:.0f} MiB, first step ends at {row['t_first_step_s'] or float('nan'):.1f} s, loss "
                       f"{_f(first)} → {_f(last)}" + ("" if rec["rc"] == 0 else f"  [exit {rec['rc']}: see {out / 'log.txt'}]"),
                       flush=True)
@@ -214,14 +214,22 @@ def _device() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
 
 
+def paired_ratios(rows: list[dict], batch: int, name: str) -> list[float]:
+    """``name``'s pairs/s over the script's in the same repeat, one ratio per repeat: robust to the
+    machine speeding up or slowing down between repeats, which shifts both runs of a repeat alike."""
+    script = {r["rep"]: r["pairs_per_s"] for r in rows if r["batch"] == batch and r["who"] == "script" and r["pairs_per_s"]}
+    return [r["pairs_per_s"] / script[r["rep"]] for r in rows
+            if r["batch"] == batch and r["who"] == name and r["pairs_per_s"] and r["rep"] in script]
+
+
 def _summary(rows: list[dict], batches: list[int], flops: float | None = None, prec: str = "no") -> None:
     import torch
 
     from .flops import peak_flops
 
     peak = peak_flops(torch.cuda.get_device_name(), prec) if torch.cuda.is_available() else None
-    print(f"\n{'batch':>5s} {'program':28s} {'median pairs/s':>14s} {'× script':>9s} {'median peak MiB':>15s} {'× script':>9s}"
-          f" {'TFLOP/s':>8s} {'MFU':>6s}")
+    print(f"\n{'batch':>5s} {'program':28s} {'median pairs/s':>14s} {'× script':>9s} {'paired × script [range]':>24s}"
+          f" {'median peak MiB':>15s} {'× script':>9s} {'TFLOP/s':>8s} {'MFU':>6s}")
     for b in batches:
         med = {}
         for name in dict.fromkeys(r["who"] for r in rows if r["batch"] == b):
@@ -232,7 +240,9 @@ def _summary(rows: list[dict], batches: list[int], flops: float | None = None, p
         for name, (rate, mem) in med.items():
             rx = f"{rate / base[0]:.2f}×" if rate and base[0] else "—"
             mx = f"{mem / base[1]:.2f}×" if mem and base[1] else "—"
+            pr = paired_ratios(rows, b, name) if name != "script" else []
+            px = f"{statistics.median(pr):.2f}× [{min(pr):.2f}, {max(pr):.2f}]" if pr else "—"
             achieved = rate * flops if rate and flops else None
-            print(f"{b:5d} {name:28s} {rate or float('nan'):14.2f} {rx:>9s} {mem or float('nan'):15.0f} {mx:>9s}"
+            print(f"{b:5d} {name:28s} {rate or float('nan'):14.3g} {rx:>9s} {px:>24s} {mem or float('nan'):15.0f} {mx:>9s}"
                   f" {achieved / 1e12 if achieved else float('nan'):8.3f} "
                   + (f"{achieved / peak:6.1%}" if achieved and peak else f"{'n/a':>6s}"))

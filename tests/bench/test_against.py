@@ -102,3 +102,13 @@ def test_against_runs_both_programs_on_the_same_inputs(tmp_path, capsys):
     assert cfg["model"]["lora"] == {"r": 4, "alpha": 4, "init": "gaussian"} and cfg["loss"]["beta"] == 5000.0
     ablated = json.loads((tmp_path / "w" / "runs" / "ablate2_b1_rep1" / "cfg.yaml").read_text())
     assert ablated["reference"] == {"strategy": "adapter_off", "overlap": True} and ablated["data"]["cache"] is True
+
+
+def test_paired_ratios_divide_by_the_script_of_the_same_repeat():
+    from diffalign.bench.against import paired_ratios
+
+    rows = [{"batch": 2, "rep": 1, "who": "script", "pairs_per_s": 4.0}, {"batch": 2, "rep": 1, "who": "ours", "pairs_per_s": 6.0},
+            {"batch": 2, "rep": 2, "who": "script", "pairs_per_s": 2.0}, {"batch": 2, "rep": 2, "who": "ours", "pairs_per_s": 3.5},
+            {"batch": 4, "rep": 1, "who": "ours", "pairs_per_s": 9.0}, {"batch": 2, "rep": 3, "who": "ours", "pairs_per_s": 1.0}]
+    assert paired_ratios(rows, 2, "ours") == [1.5, 1.75]  # rep 3 has no script run: left out
+    assert paired_ratios(rows, 4, "ours") == []
