@@ -54,6 +54,21 @@ def _step_of(line: str) -> int:
         return 1 << 62  # a torn last line of a killed run: dropped
 
 
+def _read_once(pending: list[tuple[torch.Tensor, dict]], grad_norm, device) -> tuple[list[float], float, list[dict]]:
+    """The micro-steps' losses, the gradient norm and every tensor metric read from the device in one
+    transfer (one host–device sync per optimiser step, however many metrics the method logs).
+    Returns ``(losses, grad_norm, [metrics as floats per micro-step])``."""
+    vals = [loss.reshape(()) for loss, _ in pending]
+    vals.append(grad_norm.reshape(()) if torch.is_tensor(grad_norm) else torch.tensor(float(grad_norm or 0.0)))
+    keys = [[k for k, v in m.items() if torch.is_tensor(v)] for _, m in pending]
+    vals += [m[k].detach().reshape(()) for (_, m), ks in zip(pending, keys) for k in ks]
+    host = torch.stack([v.to(device=device, dtype=torch.float64) for v in vals]).tolist()
+    n = len(pending)
+    losses, gn, rest = host[:n], host[n], iter(host[n + 1 :])
+    read = [{k: (next(rest) if torch.is_tensor(v) else float(v)) for k, v in m.items()} for _, m in pending]
+    return losses, gn, read
+
+
 class Loop:
     """The optimisation loop of one trained module.
 
@@ -108,6 +123,12 @@ class Loop:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text("".join(x + "\n" for x in keep))
             tmp.replace(path)
+
+    def _add_metrics(self, agg: dict, per_micro: list[dict]) -> None:
+        """Micro-step metrics into the step's: averaged over ``grad_accum`` (``num_*`` summed)."""
+        for metrics in per_micro:
+            for k, v in metrics.items():
+                agg[k] = agg.get(k, 0.0) + v / (1 if k.startswith("num_") else self.cfg.grad_accum)
 
     def _nonfinite(self, step: int, what: str, value: float, skipped: int) -> int:
         """Stop, or count a skipped update; returns the new skip count."""
@@ -165,16 +186,20 @@ class Loop:
             while self.step < min(total, until or total):
                 agg: dict[str, float] = {}
                 bad: tuple[str, float] | None = None
+                pending: list[tuple[torch.Tensor, dict]] = []  # (loss, metrics) per micro-step, still on the device
                 for micro in range(cfg.grad_accum):
                     with acc.accumulate(self.model):
                         loss, metrics = compute(self.model, next(source))
-                        lv = float(loss.detach())
-                        if not math.isfinite(lv) and bad is None:
-                            bad = (f"the loss (micro-step {micro + 1} of {cfg.grad_accum})", lv)
                         acc.backward(loss)
+                        pending.append((loss.detach(), metrics))
                         if acc.sync_gradients:
-                            gn = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm or float("inf")))
+                            gn_t = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm or float("inf"))
+                            losses, gn, read = _read_once(pending, gn_t, acc.device)  # the step's one host sync
+                            pending = []
                             agg["grad_norm"] = gn
+                            self._add_metrics(agg, read)
+                            bad = next(((f"the loss (micro-step {i + 1} of {cfg.grad_accum})", v)
+                                        for i, v in enumerate(losses) if not math.isfinite(v)), None)
                             if acc.num_processes > 1:  # every process must take the same decision
                                 flags = acc.gather(torch.tensor([float(bad is not None)], device=acc.device))
                                 if bad is None and bool(flags.sum() > 0):
@@ -187,8 +212,8 @@ class Loop:
                             else:
                                 opt.step()
                                 opt.zero_grad(set_to_none=True)
-                    for k, v in metrics.items():
-                        agg[k] = agg.get(k, 0.0) + float(v) / (1 if k.startswith("num_") else cfg.grad_accum)
+                if pending:  # accelerate did not sync on the last micro-step (should not happen): read them anyway
+                    self._add_metrics(agg, _read_once(pending, None, acc.device)[2])
                 if acc.num_processes > 1:  # the step's metrics over all processes: means (sums for ``num_*``)
                     keys = sorted(k for k in agg if k != "grad_norm")
                     vals = acc.reduce(torch.tensor([agg[k] for k in keys], dtype=torch.float64, device=acc.device), "sum")

@@ -1,6 +1,7 @@
 """The one training loop on a tiny module: accumulation, metric reduction, checkpoints and exact resume."""
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -70,3 +71,15 @@ def test_resume_restores_weights_optimiser_schedule_and_states(tmp_path):
     assert resumed.step == 6 and c_res.n == c_full.n == 12  # the counter came back from the checkpoint (6 + 6)
     for pa, pb in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_one_read_per_step_returns_every_loss_metric_and_the_grad_norm():
+    from diffalign.train.loop import _read_once
+
+    pending = [(torch.tensor(0.5), {"acc": torch.tensor(1.0), "num_pairs": 4, "margin": torch.tensor([2.5])}),
+               (torch.tensor(float("nan")), {"acc": torch.tensor(0.0, dtype=torch.bfloat16), "num_pairs": 3,
+                                             "margin": torch.tensor([-1.0])})]
+    losses, gn, read = _read_once(pending, torch.tensor(3.25), torch.device("cpu"))
+    assert losses[0] == 0.5 and math.isnan(losses[1]) and gn == 3.25
+    assert read == [{"acc": 1.0, "num_pairs": 4.0, "margin": 2.5}, {"acc": 0.0, "num_pairs": 3.0, "margin": -1.0}]
+    assert _read_once(pending[:1], None, torch.device("cpu"))[1] == 0.0  # no norm (no sync on that micro-step)
