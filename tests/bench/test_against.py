@@ -1,8 +1,10 @@
 """``bench diffusion --against diffusers-script``: inputs, the step timer, the side-by-side runner."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,3 +114,14 @@ def test_paired_ratios_divide_by_the_script_of_the_same_repeat():
             {"batch": 4, "rep": 1, "who": "ours", "pairs_per_s": 9.0}, {"batch": 2, "rep": 3, "who": "ours", "pairs_per_s": 1.0}]
     assert paired_ratios(rows, 2, "ours") == [1.5, 1.75]  # rep 3 has no script run: left out
     assert paired_ratios(rows, 4, "ours") == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path of the GPU check")
+def test_gpu_check_script_skips_with_one_line_without_cuda():
+    """scripts/gpu_check.sh on a machine without CUDA: one line, exit 0, nothing measured."""
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": sys.executable}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1 and "no CUDA GPU" in lines[0] and "skipped" in lines[0]
