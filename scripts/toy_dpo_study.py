@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         name, overrides = _variant(text)
         n = args.steps or base_cfg.train.max_steps
         cfg = load_config(args.config, overrides + [f"train.max_steps={2 * n}", "train.lr_schedule=constant",
-                                                   f"train.output_dir={args.out / name}", "train.save_every=0"])
+                                                   f"train.output_dir={args.out / name}", "train.save_every=null"])
         trainer = (OnlineTrainer if hasattr(cfg, "rollout") else DiffusionTrainer)(cfg)
         unet = trainer.acc.unwrap_model(trainer.unet)
         pipe = StableDiffusionPipeline(**{**base_pipe.components, "unet": unet})
