@@ -188,12 +188,14 @@ def main(args) -> int:
                 rate = steady_rate(rec["step_end_s"], b, skip)
                 first, last = (_peer_losses if who == "script" else _our_losses)(out / "run")
                 mem = rec.get("cuda_peak_allocated_mib") or rec.get("peak_rss_mib")
-                row = {"who": name, "batch": b, "rep": rep, "pairs_per_s": rate, "peak_mib": mem, "rc": rec["rc"],
+                step_mem = rec.get("cuda_peak_steps_mib") or rec.get("peak_rss_steps_mib")  # loading excluded
+                row = {"who": name, "batch": b, "rep": rep, "pairs_per_s": rate, "peak_mib": mem,
+                       "step_peak_mib": step_mem, "rc": rec["rc"],
                        "steps": len(rec["step_end_s"]), "t_first_step_s": rec["step_end_s"][0] if rec["step_end_s"] else None,
                        "loss_first": first, "loss_last": last}
                 rows.append(row)
                 print(f"  {name:28s} b{b} rep{rep}: " + (f"{rate:6.3g} pairs/s" if rate else "   n/a pairs/s")
-                      + f", peak {mem:.0f} MiB, first step ends at {row['t_first_step_s'] or float('nan'):.1f} s, loss "
+                      + f", peak {mem:.0f} MiB (steps {step_mem or float('nan'):.0f}), first step ends at {row['t_first_step_s'] or float('nan'):.1f} s, loss "
                       f"{_f(first)} → {_f(last)}" + ("" if rec["rc"] == 0 else f"  [exit {rec['rc']}: see {out / 'log.txt'}]"),
                       flush=True)
     _summary(rows, args.batch, flops, prec)
@@ -229,20 +231,23 @@ def _summary(rows: list[dict], batches: list[int], flops: float | None = None, p
 
     peak = peak_flops(torch.cuda.get_device_name(), prec) if torch.cuda.is_available() else None
     print(f"\n{'batch':>5s} {'program':28s} {'median pairs/s':>14s} {'× script':>9s} {'paired × script [range]':>24s}"
-          f" {'median peak MiB':>15s} {'× script':>9s} {'TFLOP/s':>8s} {'MFU':>6s}")
+          f" {'median peak MiB':>15s} {'× script':>9s} {'steps only':>10s} {'× script':>9s} {'TFLOP/s':>8s} {'MFU':>6s}")
     for b in batches:
         med = {}
         for name in dict.fromkeys(r["who"] for r in rows if r["batch"] == b):
             rates = [r["pairs_per_s"] for r in rows if r["batch"] == b and r["who"] == name and r["pairs_per_s"]]
             mems = [r["peak_mib"] for r in rows if r["batch"] == b and r["who"] == name and r["peak_mib"]]
-            med[name] = (statistics.median(rates) if rates else None, statistics.median(mems) if mems else None)
-        base = med.get("script", (None, None))
-        for name, (rate, mem) in med.items():
+            steps = [r["step_peak_mib"] for r in rows if r["batch"] == b and r["who"] == name and r.get("step_peak_mib")]
+            med[name] = tuple(statistics.median(v) if v else None for v in (rates, mems, steps))
+        base = med.get("script", (None, None, None))
+        for name, (rate, mem, smem) in med.items():
             rx = f"{rate / base[0]:.2f}×" if rate and base[0] else "—"
             mx = f"{mem / base[1]:.2f}×" if mem and base[1] else "—"
+            sx = f"{smem / base[2]:.2f}×" if smem and base[2] else "—"
             pr = paired_ratios(rows, b, name) if name != "script" else []
             px = f"{statistics.median(pr):.2f}× [{min(pr):.2f}, {max(pr):.2f}]" if pr else "—"
             achieved = rate * flops if rate and flops else None
             print(f"{b:5d} {name:28s} {rate or float('nan'):14.3g} {rx:>9s} {px:>24s} {mem or float('nan'):15.0f} {mx:>9s}"
+                  f" {smem or float('nan'):10.0f} {sx:>9s}"
                   f" {achieved / 1e12 if achieved else float('nan'):8.3f} "
                   + (f"{achieved / peak:6.1%}" if achieved and peak else f"{'n/a':>6s}"))

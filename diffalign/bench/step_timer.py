@@ -10,7 +10,11 @@ torch one, so every real update is seen, whichever program runs. The program the
 copied or patched, so the peer script and our trainer are timed by the same clock.
 
 At exit (also on error) ``T.json`` holds the step-end offsets (s from launch), the process's peak
-RSS (``ru_maxrss``), the CUDA peak allocation when CUDA was used, and the exit status.
+RSS (``ru_maxrss``), the CUDA peak allocation when CUDA was used, and the exit status — and the
+same two peaks over the *training steps* only: when the first optimiser step ends, the peaks are
+reset (Linux: ``5`` written to ``/proc/self/clear_refs`` resets ``VmHWM``; CUDA:
+``reset_peak_memory_stats``), so ``peak_rss_steps_mib`` and ``cuda_peak_steps_mib`` exclude model
+loading and set-up (None where the platform cannot reset the peak).
 ``steady_rate`` turns them into pairs/s over steps ``skip+1..N``.
 """
 
@@ -40,6 +44,28 @@ def steady_rate(step_ends: list[float], pairs_per_step: int, skip: int = 2) -> f
     return pairs_per_step * (n - skip) / window if window > 0 else None
 
 
+def _reset_rss_peak() -> bool:
+    """Resets the process's resident-set high-water mark (Linux ≥ 4.0); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _rss_peak_mib() is not None
+    except OSError:
+        return False
+
+
+def _rss_peak_mib() -> float | None:
+    """``VmHWM`` of ``/proc/self/status`` in MiB (None off Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--" not in argv:
@@ -56,15 +82,26 @@ def main(argv: list[str] | None = None) -> None:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     ends: list[float] = []
-    register_optimizer_step_post_hook(lambda opt, args, kwargs: ends.append(time.perf_counter() - T0))
-    state = {"exit": None, "t_start": time.perf_counter() - T0}
+    state = {"exit": None, "t_start": time.perf_counter() - T0, "rss_reset": False}
+
+    def on_step(opt, args, kwargs) -> None:
+        ends.append(time.perf_counter() - T0)
+        if len(ends) == 1:  # from here on, the peaks are the training steps'
+            state["rss_reset"] = _reset_rss_peak()
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.reset_peak_memory_stats()
+
+    register_optimizer_step_post_hook(on_step)
 
     def dump() -> None:
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
         rec = {"program": prog, "t_program_start_s": state["t_start"], "t_exit_s": time.perf_counter() - T0,
                "exit": state["exit"], "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "cuda_peak_allocated_mib": (torch.cuda.max_memory_allocated() / 2**20
-                                           if torch.cuda.is_available() and torch.cuda.is_initialized() else None),
+               "cuda_peak_allocated_mib": cuda_peak,
+               "peak_rss_steps_mib": _rss_peak_mib() if state["rss_reset"] else None,
+               "cuda_peak_steps_mib": cuda_peak if ends else None,
                "step_end_s": [round(t, 5) for t in ends]}
         os.makedirs(os.path.dirname(os.path.abspath(opts.out)) or ".", exist_ok=True)
         with open(opts.out, "w") as f:
