@@ -2,7 +2,7 @@
 
 Trains a fresh ``SpeechT5HifiGan`` (``diffalign/toy/audio/pretrain.py``) on the true log-mels of
 rendered clips, then sends held-out renders through mel → vocoder and reads them with
-``toy_audio_judge``: band and timbre accuracy, overall and per band. This is how the README's
+``toy_audio_judge``: band and timbre accuracy, overall and per band (the build's own ``_per_band``). This is how the README's
 "What the vocoder does wrong" rows were measured.
 
 Usage (run alone: the machine has 2 cores)::
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import diffalign.toy.audio.pretrain as at
     import diffalign.toy.audio.world as world_mod
+    from diffalign.toy.audio.build import _per_band
     from diffalign.toy.audio.judge import judge_clips
     from diffalign.toy.audio.world import BANDS, TIMBRES, TonesWorld, parse_prompt
 
@@ -65,19 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.save:
         voc.save_pretrained(args.save)
     got = judge_clips(at.vocode(voc, check_mels))
-    bands = list(BANDS)
     want = [parse_prompt(p) for p in check]
-    band_ok = [bands[int(g)] == w.band for g, w in zip(got["band"], want)]
-    timbre_ok = [TIMBRES[int(g)] == w.timbre for g, w in zip(got["timbre"], want)]
-
-    def mean(xs):
-        return round(sum(xs) / max(len(xs), 1), 3)
-
-    per_band = {b: {"band": mean([ok for ok, w in zip(band_ok, want) if w.band == b]),
-                    "timbre": mean([ok for ok, w in zip(timbre_ok, want) if w.band == b])} for b in bands}
-    print(json.dumps({"vocoder": {k: v for k, v in vars(cfg).items()}, "n_mels": args.n_mels or world_mod.N_MELS,
+    band_ok = got["band"] == torch.tensor([list(BANDS).index(w.band) for w in want])
+    timbre_ok = got["timbre"] == torch.tensor([TIMBRES.index(w.timbre) for w in want])
+    print(json.dumps({"vocoder": vars(cfg), "n_mels": args.n_mels or world_mod.N_MELS,
                       "train_seconds": round(seconds, 1), "loss": round(stats["loss"], 3), "clips": len(check),
-                      "band": mean(band_ok), "timbre": mean(timbre_ok), "per_band": per_band}))
+                      "band": _per_band(band_ok, check), "timbre": _per_band(timbre_ok, check)}))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     ends: list[float] = []
-    state = {"exit": None, "t_start": time.perf_counter() - T0, "rss_reset": False}
+    state = {"exit": None, "t_start": time.perf_counter() - T0, "rss_reset": False, "cuda_reset": False}
 
     def on_step(opt, args, kwargs) -> None:
         ends.append(time.perf_counter() - T0)
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             state["rss_reset"] = _reset_rss_peak()
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.reset_peak_memory_stats()
+                state["cuda_reset"] = True
 
     register_optimizer_step_post_hook(on_step)
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "cuda_peak_allocated_mib": cuda_peak,
                "peak_rss_steps_mib": _rss_peak_mib() if state["rss_reset"] else None,
-               "cuda_peak_steps_mib": cuda_peak if ends else None,
+               "cuda_peak_steps_mib": cuda_peak if state["cuda_reset"] else None,
                "step_end_s": [round(t, 5) for t in ends]}
         os.makedirs(os.path.dirname(os.path.abspath(opts.out)) or ".", exist_ok=True)
         with open(opts.out, "w") as f:
