@@ -184,6 +184,19 @@ def per_sample_error(
     return err if weight is None else err * weight.float()
 
 
+def reference_kl(prediction: torch.Tensor, ref_prediction: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL surrogate between policy and reference denoisers, ``[N]``, fp32.
+
+    DPOK (Fan et al., arXiv 2305.16381, Lemma 4.1 / Eq. 7) bounds the KL between the two models'
+    sample distributions by the expected squared gap of their noise predictions along the way,
+    ``Σ_t E‖ε_θ(x_t, t) − ε_ref(x_t, t)‖²`` (up to the schedule's weights); this is one term of that
+    sum at the batch's own ``(x_t, t)``, averaged over the latent's elements like ``per_sample_error``.
+    The reference prediction carries no gradient.
+    """
+    diff = prediction.float() - ref_prediction.detach().float()
+    return diff.pow(2).flatten(1).mean(dim=1)
+
+
 class LatentDistance:
     """Diffusion-DPO's distance: ``per_sample_error(prediction, target)`` in latent space, ``[N]``."""
 

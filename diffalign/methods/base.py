@@ -96,18 +96,24 @@ class DenoisingConfig(MethodConfig):
         snr_gamma: Min-SNR-γ weighting of the errors (null: none, as the paper).
         space: where the error is measured (``SpaceConfig``; default latent space; ``{kind: unet}``
             is NCP).
+        kl_weight: weight λ of an explicit KL regulariser toward the reference, ``λ·‖ε_θ(x_t) −
+            ε_ref(x_t)‖²`` on every noised sample of the batch (DPOK, arXiv 2305.16381 Eq. 7;
+            ``losses.denoising.reference_kl``); 0 (default) adds nothing, as the papers.
     """
 
     t_min: int = 0
     t_max: int = 1000
     snr_gamma: float | None = None
     space: SpaceConfig = field(default_factory=SpaceConfig)
+    kl_weight: float = 0.0
 
     def validate(self) -> None:
         if not 0 <= self.t_min < self.t_max:
             raise ValueError(f"method.t_min/t_max must satisfy 0 <= t_min < t_max, got {self.t_min}, {self.t_max}")
         if self.snr_gamma is not None and self.snr_gamma <= 0:
             raise ValueError(f"method.snr_gamma must be > 0 (or null), got {self.snr_gamma}")
+        if self.kl_weight < 0:
+            raise ValueError(f"method.kl_weight must be >= 0, got {self.kl_weight}")
 
 
 @dataclass

@@ -29,7 +29,8 @@ import torch
 from dataclasses import dataclass
 
 from ..losses import LossParams, LossState, PreferenceBatch, needs_of, preference_loss, resolve_kinds
-from ..losses.denoising import PREDICTION_TYPES, LatentDistance, core_params, min_snr_weight, noise_pairs, pair_scores
+from ..losses.denoising import (PREDICTION_TYPES, LatentDistance, core_params, min_snr_weight, noise_pairs, pair_scores,
+                                reference_kl)
 from .base import DenoisingConfig, Method, MethodOutput, SpaceConfig
 
 __all__ = ["DiffusionDPO", "DiffusionDPOConfig", "make_distance"]
@@ -74,6 +75,9 @@ class DiffusionDPO(Method):
         snr_gamma (float | None): Min-SNR-γ weighting of the errors (None: ω(λ_t) = 1, the paper).
         distance: per-sample distance (``prepare(noised, cond)``, ``(pred, noised, cond) -> [N]``);
             default ``losses.denoising.LatentDistance`` (ε-MSE).
+        kl_weight (float): λ of the explicit KL regulariser ``λ·mean ‖ε_θ(x_t) − ε_ref(x_t)‖²``
+            over the batch's noised samples (DPOK, arXiv 2305.16381 Eq. 7;
+            ``losses.denoising.reference_kl``). Default 0: the paper's loss alone.
     """
 
     Config = DiffusionDPOConfig
@@ -93,6 +97,7 @@ class DiffusionDPO(Method):
         t_range: tuple[int, int] | None = None,
         snr_gamma: float | None = None,
         distance=None,
+        kl_weight: float = 0.0,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
@@ -101,7 +106,11 @@ class DiffusionDPO(Method):
         self.kinds = kinds
         resolve_kinds(kinds)  # unknown kinds fail here, not at the first step
         self.loss_needs = needs_of(kinds)
-        self.needs_reference = "reference" in self.loss_needs  # a reference-free kind needs no reference
+        if kl_weight < 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight}")
+        self.kl_weight = float(kl_weight)
+        # a reference-free kind needs no reference, unless the KL regulariser reads it
+        self.needs_reference = "reference" in self.loss_needs or self.kl_weight > 0
         self.params = params or LossParams(beta=5000.0)
         self.core = core_params(self.params)  # β_core = β_paper / 2: see losses/denoising.py
         n = scheduler.config.num_train_timesteps
@@ -119,7 +128,7 @@ class DiffusionDPO(Method):
         if cfg.t_max > n:
             raise ValueError(f"method.t_max {cfg.t_max} exceeds the scheduler's {n} training timesteps")
         return cls(components.scheduler, components.prediction_type, loss.kinds, loss.params(), (cfg.t_min, cfg.t_max),
-                   cfg.snr_gamma, make_distance(cfg.space, components), **kwargs)
+                   cfg.snr_gamma, make_distance(cfg.space, components), kl_weight=cfg.kl_weight, **kwargs)
 
     def modules(self) -> dict:
         """NCP's frozen feature encoder when the error is measured in U-Net feature space."""
@@ -138,14 +147,17 @@ class DiffusionDPO(Method):
         return noise_pairs(self.scheduler, batch.chosen, batch.rejected, self.t_range, self.prediction_type,
                            seeds=getattr(batch, "noise_seeds", None))
 
-    def errors(self, denoiser, batch, noised, weight) -> torch.Tensor:
-        """Per-sample errors ``[2B]`` (chosen first) of a denoiser on the noised pairs."""
+    def errors(self, denoiser, batch, noised, weight, keep: list | None = None) -> torch.Tensor:
+        """Per-sample errors ``[2B]`` (chosen first) of a denoiser on the noised pairs (its
+        prediction ``[2B, C, h, w]`` is appended to ``keep`` when given: the KL regulariser reads it)."""
         pred = denoiser(noised.x_t, noised.t, batch.cond)  # [2B, C, h, w]
+        if keep is not None:
+            keep.append(pred)
         return self.distance(pred, noised, batch.cond) * (1.0 if weight is None else weight)
 
-    def _reference_errors(self, reference, batch, noised, weight) -> torch.Tensor:
+    def _reference_errors(self, reference, batch, noised, weight, keep: list | None = None) -> torch.Tensor:
         with torch.no_grad():  # grad mode is per thread
-            return self.errors(reference, batch, noised, weight).detach()
+            return self.errors(reference, batch, noised, weight, keep).detach()
 
     def compute_loss(self, batch, policy, reference) -> MethodOutput:
         if self.needs_reference and reference is None:
@@ -158,14 +170,16 @@ class DiffusionDPO(Method):
             weight = min_snr_weight(self.scheduler, noised.t, self.snr_gamma, self.prediction_type)  # [2B]
         # 2. per-sample errors ‖target − model(x_t)‖² in fp32: [2B]
         err_ref = None
+        kept, kept_ref = ([], []) if self.kl_weight else (None, None)
         # the two forwards side by side, unless the reference is the policy with its adapters toggled
         if self.needs_reference and self.reference_overlap is not None and getattr(reference, "separate", lambda: True)():
-            err, err_ref = self.reference_overlap.run(lambda: self.errors(policy, batch, noised, weight),
-                                                      lambda: self._reference_errors(reference, batch, noised, weight))
+            err, err_ref = self.reference_overlap.run(
+                lambda: self.errors(policy, batch, noised, weight, kept),
+                lambda: self._reference_errors(reference, batch, noised, weight, kept_ref))
         else:
-            err = self.errors(policy, batch, noised, weight)
+            err = self.errors(policy, batch, noised, weight, kept)
             if self.needs_reference:
-                err_ref = self._reference_errors(reference, batch, noised, weight)
+                err_ref = self._reference_errors(reference, batch, noised, weight, kept_ref)
         # 3. scores s = −err → the shared core (β_core = β/2): Eq. 14 for kind 'sigmoid'
         scores = pair_scores(err, err_ref, self.loss_needs)
         scores, extra = self.adjust_scores(scores)  # SePPO: the anchor criterion scales the loser's term
@@ -178,6 +192,10 @@ class DiffusionDPO(Method):
             p = label.to(per_pair)
             per_pair = p * per_pair + (1 - p) * rev
         loss = per_pair.mean()
+        if self.kl_weight:  # DPOK's KL term on both samples of every pair: [2B] → scalar
+            kl = reference_kl(kept[0], kept_ref[0]).mean()
+            loss = loss + self.kl_weight * kl
+            extra = {**extra, "kl/reference": kl.detach()}
         return MethodOutput(loss, {**self._metrics(out, err, err_ref, loss), **extra}, per_pair.detach())
 
     def adjust_scores(self, scores: PreferenceBatch) -> tuple[PreferenceBatch, dict]:

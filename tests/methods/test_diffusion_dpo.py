@@ -221,3 +221,38 @@ def test_overlapped_reference_gives_the_same_loss_and_never_overlaps_a_toggled_r
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_kl_regulariser_is_dpoks_prediction_gap_and_zero_at_the_reference(parts, equal_parts):
+    """``kl_weight`` adds λ·mean‖ε_θ(x_t) − ε_ref(x_t)‖² (DPOK Eq. 7) on the batch's own noised samples."""
+    batch = _batch()
+    # policy = reference: the term is 0 and the loss stays log 2
+    m = DiffusionDPO(equal_parts.scheduler, kl_weight=1e4)
+    with torch.no_grad():
+        out = m.compute_loss(batch, Denoiser(equal_parts.unet), AdapterOffDenoiser(equal_parts.unet))
+    assert float(out.metrics["kl/reference"]) == 0.0 and abs(float(out.loss) - math.log(2)) < 1e-6
+    # policy ≠ reference: exactly the plain loss + λ·(the prediction gap, recomputed by hand)
+    unet, sch, lam = parts.unet, parts.scheduler, 123.0
+    plain, reg = DiffusionDPO(sch), DiffusionDPO(sch, kl_weight=lam)
+    torch.manual_seed(7)
+    base = plain.compute_loss(batch, Denoiser(unet), AdapterOffDenoiser(unet)).loss
+    torch.manual_seed(7)
+    out = reg.compute_loss(batch, Denoiser(unet), AdapterOffDenoiser(unet))
+    torch.manual_seed(7)
+    t = torch.randint(0, 1000, (B,)).repeat(2)
+    noise = torch.randn(B, 4, 8, 8).repeat(2, 1, 1, 1)
+    x_t = sch.add_noise(torch.cat([batch.chosen, batch.rejected]), noise, t)
+    ehs = batch.cond.encoder_hidden_states
+    with torch.no_grad():
+        pred = unet(x_t, t, ehs).sample
+        unet.disable_adapters()
+        ref = unet(x_t, t, ehs).sample
+        unet.enable_adapters()
+    gap = (pred - ref).pow(2).mean(dim=[1, 2, 3]).mean()
+    assert gap > 1e-6
+    torch.testing.assert_close(out.metrics["kl/reference"], gap, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(out.loss.detach(), base.detach() + lam * gap, rtol=1e-5, atol=1e-6)
+    # a reference-free kind still needs the reference when the regulariser reads it; λ < 0 is refused
+    assert DiffusionDPO(sch, kinds="simpo", kl_weight=1.0).needs_reference
+    with pytest.raises(ValueError, match="kl_weight"):
+        DiffusionDPO(sch, kl_weight=-1.0)
