@@ -92,9 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     runs = [(text, seed) for text in args.variant or ["default"] for seed in (args.train_seeds or [None])]
     for text, seed in runs:
-        name, overrides = _variant(text)
+        base_name, overrides = _variant(text)
+        name = base_name if seed is None else f"{base_name}/s{seed}"
         if seed is not None:
-            name, overrides = f"{name}/s{seed}", overrides + [f"train.seed={seed}"]
+            overrides = overrides + [f"train.seed={seed}"]
         n = args.steps or base_cfg.train.max_steps
         cfg = load_config(args.config, overrides + [f"train.max_steps={2 * n}", "train.lr_schedule=constant",
                                                    f"train.output_dir={args.out / name}", "train.save_every=null"])
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                                  desc=f"{name}@{step}"))
             unet.train()
             attrs = winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS})
-            row = {"variant": name, "overrides": overrides, "step": step, "train_seconds": round(clock[1], 1),
+            row = {"variant": name, "base_variant": base_name, "train_seed": seed, "overrides": overrides,
+                   "step": step, "train_seconds": round(clock[1], 1),
                    "judge": winrate.compare(base["judge_p"], tuned["judge_p"]), "attributes": attrs,
                    "fidelity": winrate.compare(base["fidelity"], tuned["fidelity"]),
                    "implicit_acc": metrics.get("implicit_acc")}
@@ -147,13 +149,13 @@ def _seed_means(results: list[dict]) -> list[str]:
 
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in results:
-        groups.setdefault((r["variant"].split("/s")[0], r["step"]), []).append(r)
+        groups.setdefault((r["base_variant"], r["step"]), []).append(r)
     out = []
     for (name, step), rs in groups.items():
-        g = lambda k: [100 * r["attributes"][k]["gain"]["mean"] for r in rs]  # noqa: E731
-        j = g("joint")
+        gains = {k: [100 * r["attributes"][k]["gain"]["mean"] for r in rs] for k in ATTRS}
+        j = gains["joint"]
         out.append(f"| {name} | {step} | {len(rs)} | {np.mean(j):+.1f} [{min(j):+.1f}, {max(j):+.1f}] | "
-                   + " / ".join(f"{np.mean(g(k)):+.1f}" for k in ATTRS[1:]) + " |")
+                   + " / ".join(f"{np.mean(gains[k]):+.1f}" for k in ATTRS[1:]) + " |")
     return out
 
 

@@ -36,7 +36,7 @@ def test_generator_loss_moves_only_the_generator_output():
     assert all(p.grad is not None for p in d.parameters())
 
 
-def test_vocoder_training_with_the_discriminator_starts_it_at_adv_start():
+def test_vocoder_trains_with_the_discriminator_from_adv_start():
     import diffalign.toy.audio.pretrain as at
     from diffalign.toy.audio.world import TonesWorld
 
