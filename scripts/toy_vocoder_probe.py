@@ -69,9 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     want = [parse_prompt(p) for p in check]
     band_ok = got["band"] == torch.tensor([list(BANDS).index(w.band) for w in want])
     timbre_ok = got["timbre"] == torch.tensor([TIMBRES.index(w.timbre) for w in want])
+    true_t = torch.tensor([TIMBRES.index(w.timbre) for w in want])
+    confusion = {t: {u: int(((true_t == i) & (got["timbre"] == j)).sum()) for j, u in enumerate(TIMBRES)}
+                 for i, t in enumerate(TIMBRES)}  # rows: the prompt's timbre; columns: the judge's verdict
     print(json.dumps({"vocoder": vars(cfg), "n_mels": args.n_mels or world_mod.N_MELS,
                       "train_seconds": round(seconds, 1), "loss": round(stats["loss"], 3), "clips": len(check),
-                      "band": _per_band(band_ok, check), "timbre": _per_band(timbre_ok, check)}))
+                      "band": _per_band(band_ok, check), "timbre": _per_band(timbre_ok, check),
+                      "timbre_confusion": confusion}))
 
 
 if __name__ == "__main__":

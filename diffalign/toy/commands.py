@@ -32,7 +32,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--quick", action="store_true", help="a seconds-long build of every stage (for tests)")
     build.add_argument("--threads", type=int, default=2, help="torch CPU threads (never more than free cores)")
     build.add_argument("--only", help="re-run these stages (comma-separated) on the finished build in --out; image: "
-                                      "judge, prefs, exemplars; audio: fidelity, prefs, exemplars")
+                                      "judge, prefs, exemplars; audio: vocoder (with fidelity, prefs), fidelity, prefs, exemplars")
     build.set_defaults(func=_build)
 
     report = sub.add_parser("report", help="sample the base toy pipeline on held-out prompts and score it")

@@ -1,11 +1,13 @@
 """``diffalign toy report audio``: how well the base toy AudioLDM pipeline follows held-out prompts.
 
 Samples the committed toy pipeline on the held-out prompts (fixed seeds, the asset's default
-sampling), scores the clips with ``toy_pitch`` (pitch-band accuracy, overall and per band, and the
-graded score), ``toy_audio_fad`` and ``toy_audio_vendi``, prints means with 95% confidence intervals
-next to the renderer's own ground truth for the same prompts (the ceiling), and writes
-``report.json``, a labelled spectrogram grid ``grid.png`` (log-frequency axis 60 Hz–4 kHz, dotted
-lines at the band edges; green frame: band right, red: wrong) and the first clips as WAV files.
+sampling), scores the clips with ``toy_pitch`` (the labeller of the pairs: pitch-band accuracy, overall and per
+band, and the graded score), the independent ``toy_audio_judge`` (band, timbre and both),
+``toy_audio_fad`` and ``toy_audio_vendi``, prints means with 95% confidence intervals next to the
+renderer's own ground truth for the same prompts and next to those renders sent through the
+pipeline's mel front-end and vocoder (the world's ceiling for a model), and writes ``report.json``,
+a labelled spectrogram grid ``grid.png`` (log-frequency axis 60 Hz–4 kHz, dotted lines at the band
+edges; green frame: the judge finds band and timbre right, red: not) and the first clips as WAV files.
 """
 
 from __future__ import annotations
@@ -96,8 +98,10 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     from diffalign.rewards.base import Samples
     from diffalign.toy.audio.rewards import build_toy_audio_fad, build_toy_audio_vendi
     from diffalign.toy.audio.assets import audio_asset_dir, load_pipeline, sample_audio, sampling_defaults
+    from diffalign.toy.audio.judge import judge_clips
+    from diffalign.toy.audio.pretrain import vocode
     from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel, score_pitch
-    from diffalign.toy.audio.world import BANDS, TonesWorld, log_mel, parse_prompt
+    from diffalign.toy.audio.world import BANDS, TIMBRES, TonesWorld, log_mel, parse_prompt
 
     torch.set_num_threads(threads)
     asset_dir = Path(asset_dir) if asset_dir is not None else audio_asset_dir()
@@ -123,17 +127,27 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     sample_s = time.time() - t0
     truth, _ = world.render_prompts(prompts, seed + 7)
     truth = torch.from_numpy(truth)
+    with torch.no_grad():
+        vocoded = vocode(pipe.vocoder, log_mel(truth)).float()  # renders -> mel -> the pipeline's vocoder
 
     fad = build_toy_audio_fad(asset_dir)
     vendi = build_toy_audio_vendi(asset_dir)
     rows = {}
     bands = np.array([parse_prompt(p).band for p in prompts])
     target = np.array([BAND_NAMES.index(b) for b in bands])
-    for name, wave, m in (("base", audio, mel), ("ground_truth", truth, log_mel(truth))):
+    want_timbre = np.array([TIMBRES.index(parse_prompt(p).timbre) for p in prompts])
+    for name, wave, m in (("base", audio, mel), ("ground_truth", truth, log_mel(truth)),
+                          ("vocoded_renders", vocoded, log_mel(truth))):
         s = score_pitch(wave, prompts)
         correct = s["correct"].numpy()
         batch = Samples(wave[:, None], sample_rate=16000)
+        j = judge_clips(wave)
+        j_band, j_timbre = j["band"].numpy() == target, j["timbre"].numpy() == want_timbre
         rows[name] = {
+            "judge": {"band": mean_ci(j_band, binary=True), "timbre": mean_ci(j_timbre, binary=True),
+                      "joint": mean_ci(j_band & j_timbre, binary=True),
+                      "timbre_per_band": {b: mean_ci(j_timbre[bands == b], binary=True) for b in BANDS
+                                          if (bands == b).any()}},
             "band_accuracy": mean_ci(correct, binary=True),
             "per_band": {b: mean_ci(correct[bands == b], binary=True) for b in BANDS if (bands == b).any()},
             "toy_pitch": mean_ci(s["graded"].numpy()),
@@ -142,7 +156,7 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
             "toy_audio_vendi": float(vendi(batch).scores) if n >= 2 else float("nan"),
         }
         if name == "base":
-            ok = correct.astype(bool).tolist()
+            ok = (j_band & j_timbre).tolist()
     k = min(grid_size, n)
     grid = save_spectrogram_grid(audio[:k].numpy(), prompts[:k], ok[:k], out / "grid.png")
     (out / "wav").mkdir(exist_ok=True)
@@ -163,22 +177,37 @@ def format_report(report: dict) -> str:
         return f"{f(d['mean'])} [{f(d['lo']).strip()}, {f(d['hi']).strip()}]"
 
     base, truth = report["rows"]["base"], report["rows"]["ground_truth"]
+    voc = report["rows"].get("vocoded_renders")
     s = report["sampling"]
     lines = [
         f"toy report audio: {report['n']} clips of the base pipeline on {report['held_out_prompts']} held-out prompts "
         f"(guidance {s['guidance_scale']}, {s['num_inference_steps']} DDIM steps; load {report['load_seconds']} s, "
         f"sampling {report['sample_seconds']} s)",
-        f"{'':26s}{'base pipeline':28s}ground truth (renderer)",
-        f"{'pitch-band accuracy':26s}{ci(base['band_accuracy']):28s}{ci(truth['band_accuracy'])}",
+        f"{'':26s}{'base pipeline':28s}{'ground truth (renderer)':28s}{'renders -> mel -> vocoder' if voc else ''}",
+        "toy_audio_judge (independent: it neither labelled the pairs nor serves as a training reward)",
     ]
+    if "judge" in base:
+        for key in ("band", "timbre", "joint"):
+            lines.append(f"{'  ' + key:26s}{ci(base['judge'][key]):28s}{ci(truth['judge'][key]):28s}"
+                         + (ci(voc["judge"][key]) if voc else ""))
+        for band in base["judge"]["timbre_per_band"]:
+            lines.append(f"{'    timbre, ' + band:26s}{ci(base['judge']['timbre_per_band'][band]):28s}"
+                         f"{ci(truth['judge']['timbre_per_band'][band]):28s}"
+                         + (ci(voc["judge"]["timbre_per_band"][band]) if voc else ""))
+    lines.append(f"{'toy_pitch band (labeller)':26s}{ci(base['band_accuracy']):28s}{ci(truth['band_accuracy']):28s}"
+                 + (ci(voc["band_accuracy"]) if voc else ""))
     for band in base["per_band"]:
-        lines.append(f"{'  ' + band:26s}{ci(base['per_band'][band]):28s}{ci(truth['per_band'][band])}")
+        lines.append(f"{'  ' + band:26s}{ci(base['per_band'][band]):28s}{ci(truth['per_band'][band]):28s}"
+                     + (ci(voc["per_band"][band]) if voc else ""))
     lines += [
         f"{'  read from the mel':26s}{ci(base['mel_band_accuracy']):28s}{ci(truth['mel_band_accuracy'])}",
-        f"{'toy_pitch (graded)':26s}{ci(base['toy_pitch'], False):28s}{ci(truth['toy_pitch'], False)}",
-        f"{'toy_audio_fad (lower=better)':26s}{base['toy_audio_fad']:<28.3f}{truth['toy_audio_fad']:.3f}",
-        f"{'toy_audio_vendi':26s}{base['toy_audio_vendi']:<28.3f}{truth['toy_audio_vendi']:.3f}",
-        "chance band accuracy 33.3%; 95% CIs: Wilson (accuracy), mean ± 1.96 s.e. (graded); 'read from the mel' =",
+        f"{'toy_pitch (graded)':26s}{ci(base['toy_pitch'], False):28s}{ci(truth['toy_pitch'], False):28s}"
+        + (ci(voc["toy_pitch"], False) if voc else ""),
+        f"{'toy_audio_fad (lower=better)':26s}{base['toy_audio_fad']:<28.3f}{truth['toy_audio_fad']:<28.3f}"
+        + (f"{voc['toy_audio_fad']:.3f}" if voc else ""),
+        f"{'toy_audio_vendi':26s}{base['toy_audio_vendi']:<28.3f}{truth['toy_audio_vendi']:<28.3f}"
+        + (f"{voc['toy_audio_vendi']:.3f}" if voc else ""),
+        "chance band and timbre accuracy 33.3%; 95% CIs: Wilson (accuracy), mean ± 1.96 s.e. (graded); 'read from the mel' =",
         "  band of the log-mel the vocoder received (UNet + VAE alone; the gap to the line above is the vocoder's)",
         f"spectrogram grid: {report['grid']}",
     ]

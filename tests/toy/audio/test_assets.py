@@ -79,3 +79,29 @@ def test_committed_report_runs_on_a_few_prompts(audio_assets, tmp_path):
     report = report_audio(n=6, out_dir=tmp_path, asset_dir=audio_assets, threads=1, grid_size=6, wavs=0)
     assert report["rows"]["ground_truth"]["band_accuracy"]["mean"] == 1.0
     assert (tmp_path / "grid.png").is_file() and report["load_seconds"] > 0
+
+
+def test_committed_vocoder_round_trip_under_the_judge(audio_assets):
+    """Held-out renders (fresh seeds) → log-mel → the committed vocoder, and → VAE → vocoder, read by
+    ``toy_audio_judge``. Band: the issue's bar (95%) on both paths. Timbre: 95% is not reached by any
+    vocoder tried (README "Audio"); this guards what the committed one keeps (≥ 70%, chance 33%)."""
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan
+
+    from diffalign.toy.audio import pretrain as at
+    from diffalign.toy.audio.judge import judge_clips
+    from diffalign.toy.audio.world import BANDS, TIMBRES, parse_prompt
+
+    world = TonesWorld()
+    prompts = [p for p in world.held_out_prompts for _ in range(2)]
+    _, mels = at.render_mels(world, prompts, seed=123)
+    vae = AutoencoderKL.from_pretrained(str(audio_assets / "pipeline" / "vae")).eval()
+    voc = SpeechT5HifiGan.from_pretrained(str(audio_assets / "pipeline" / "vocoder")).eval()
+    want_band = torch.tensor([list(BANDS).index(parse_prompt(p).band) for p in prompts])
+    want_timbre = torch.tensor([TIMBRES.index(parse_prompt(p).timbre) for p in prompts])
+    for path, mel in (("true mel", mels), ("VAE", at.reconstruct_mels(vae, mels))):
+        got = judge_clips(at.vocode(voc, mel))
+        band = (got["band"] == want_band).float().mean().item()
+        timbre = (got["timbre"] == want_timbre).float().mean().item()
+        assert band >= 0.95, f"{path}: band {band:.1%}"
+        assert timbre >= 0.70, f"{path}: timbre {timbre:.1%}"

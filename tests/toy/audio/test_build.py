@@ -49,9 +49,11 @@ def test_quick_report_runs(audio_quick_build, tmp_path, capsys):
 
     report_audio(n=6, out_dir=tmp_path, asset_dir=audio_quick_build, threads=1)
     text = capsys.readouterr().out
-    assert "pitch-band accuracy" in text and "spectrogram grid" in text
+    assert "toy_audio_judge" in text and "toy_pitch band (labeller)" in text and "spectrogram grid" in text
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n"] == 6 and report["rows"]["ground_truth"]["band_accuracy"]["mean"] == 1.0
+    assert report["rows"]["ground_truth"]["judge"]["joint"]["mean"] == 1.0  # the judge reads renders
+    assert set(report["rows"]) == {"base", "ground_truth", "vocoded_renders"}
     assert (tmp_path / "grid.png").stat().st_size > 0 and len(list((tmp_path / "wav").glob("*.wav"))) == 6
 
 
@@ -64,3 +66,35 @@ def test_quick_reuse_and_resample(audio_quick_build, tmp_path):
     again = resample_audio_world(tmp_path / "audio", sampling={"guidance_scale": 1.0, "num_inference_steps": 1})
     assert again["updates"][-1]["stages"] == ["fidelity", "prefs", "exemplars"] and again["sampling"]["guidance_scale"] == 1.0
     assert len(list((tmp_path / "audio").glob("prefs_train-*.parquet"))) >= 1
+
+
+def test_quick_vocoder_rerun_replaces_only_the_vocoder(audio_quick_build, tmp_path):
+    """`--only vocoder,fidelity,prefs`: a new vocoder (and new pairs) over the same VAE and UNet; alone it is refused."""
+    import shutil
+
+    import pytest
+
+    from diffalign.toy.audio.build import resample_audio_world
+    from diffalign.toy.audio.pretrain import VocoderConfig
+
+    out = tmp_path / "audio"
+    shutil.copytree(audio_quick_build, out)
+    with pytest.raises(ValueError, match="fidelity,prefs"):
+        resample_audio_world(out, only=["vocoder"])
+    before = {p: (out / "pipeline" / p).read_bytes() for p in ("vae/diffusion_pytorch_model.safetensors",
+                                                              "unet/diffusion_pytorch_model.safetensors",
+                                                              "vocoder/model.safetensors")}
+    new = VocoderConfig(initial_channels=8, upsample_rates=(64, 4), resblock_kernels=(3,), steps=2, batch=4,
+                        stft_floor=0.1)
+    info = resample_audio_world(out, only=["prefs", "vocoder", "fidelity"], vocoder=new)
+    assert info["updates"][-1]["stages"] == ["render", "vocoder", "fidelity", "prefs"]
+    assert list(info["config"]["vocoder"]["upsample_rates"]) == [64, 4] and info["config"]["vocoder"]["stft_floor"] == 0.1
+    judge = info["metrics"]["vocoder"]["judge"]
+    assert judge["render"]["joint"]["all"] == 1.0 and 0.0 <= judge["vae_mel"]["timbre"]["all"] <= 1.0
+    after = {p: (out / "pipeline" / p).read_bytes() for p in before}
+    assert after["vae/diffusion_pytorch_model.safetensors"] == before["vae/diffusion_pytorch_model.safetensors"]
+    assert after["unet/diffusion_pytorch_model.safetensors"] == before["unet/diffusion_pytorch_model.safetensors"]
+    assert after["vocoder/model.safetensors"] != before["vocoder/model.safetensors"]
+    from transformers import SpeechT5HifiGan
+
+    assert SpeechT5HifiGan.from_pretrained(out / "pipeline" / "vocoder").config.upsample_rates == [64, 4]
