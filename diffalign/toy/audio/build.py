@@ -11,7 +11,7 @@ Stages (wall time of each goes to build_info.json):
    -- pretraining ends here; the remaining stages use the saved pipeline or the renderer --
 5. embedder    standardisation of the toy audio embedding + FAD reference statistics (renders)
 6. fidelity    base pipeline on the held-out prompts (a quick check; ``toy report audio`` is the full one)
-7. prefs       preference pairs on training prompts, labelled by graded ``toy_pitch``
+7. prefs       preference pairs on training prompts, labelled by graded ``toy_pitch`` (band and timbre)
 8. exemplars   rendered ground truth of the training prompts
 
 The build writes into ``<out>.partial`` and replaces ``<out>`` only when every stage succeeded.
@@ -147,7 +147,9 @@ def _sampled_stages(folder: Path, cfg: AudioBuildConfig, world, metrics: dict, s
     if "fidelity" in stages:
         _fidelity_stage(pipe, sampling, cfg, world, metrics, stage, log)
     if "prefs" in stages:
-        _prefs_stage(pipe, sampling, folder, cfg, world, metrics, stage)
+        from diffalign.toy.audio.prefs import prefs_stage
+
+        prefs_stage(pipe, sampling, folder, cfg, world, metrics, stage)
     if "exemplars" in stages:
         _exemplars_stage(folder, cfg, world, stage)
 
@@ -171,37 +173,6 @@ def _fidelity_stage(pipe, sampling: dict, cfg: AudioBuildConfig, world, metrics:
                                          "graded": float(fid["graded"].mean()), "n": len(fid_prompts)}
     log(f"base pipeline held-out band accuracy {metrics['base_fidelity_at_build']['band_accuracy']}")
     stage("fidelity", t0)
-
-
-def _prefs_stage(pipe, sampling: dict, folder: Path, cfg: AudioBuildConfig, world, metrics: dict, stage) -> None:
-    """7. preference pairs on training prompts, labelled on the stored (FLAC) audio."""
-    import numpy as np
-    import pyarrow as pa
-
-    from diffalign.toy.audio.assets import decode_audio, flac_bytes, sample_audio, write_parquet_shards
-    from diffalign.toy.audio.scorer import score_pitch
-
-    t0 = time.time()
-    rng = np.random.default_rng(cfg.seed + 50)
-    draw_prompts = [world.train_prompts[i] for i in rng.integers(len(world.train_prompts), size=cfg.pair_draws)]
-    seeds = [int(s) for s in rng.choice(2**31 - 1, size=2 * cfg.pair_draws, replace=False)]
-    audio = sample_audio(pipe, [p for p in draw_prompts for _ in range(2)], seeds, **sampling)  # [2D, T]
-    blobs = flac_bytes(audio.numpy())
-    graded = score_pitch(decode_audio(blobs), [p for p in draw_prompts for _ in range(2)])["graded"].numpy()
-    g0, g1 = graded[0::2], graded[1::2]
-    label = np.where(g0 > g1 + cfg.tie_margin, 1.0, np.where(g1 > g0 + cfg.tie_margin, 0.0, 0.5))
-    table = pa.table({
-        "caption": draw_prompts, "audio_0": blobs[0::2], "audio_1": blobs[1::2], "label_0": label,
-        "score_0": g0.astype(np.float32), "score_1": g1.astype(np.float32),
-        "seed_0": seeds[0::2], "seed_1": seeds[1::2],
-    })
-    shards = write_parquet_shards(table, folder, "prefs_train")
-    if len(table) < cfg.min_pairs:
-        raise RuntimeError(f"only {len(table)} preference pairs (< {cfg.min_pairs})")
-    metrics["prefs"] = {"pairs": len(table), "ties": int((label == 0.5).sum()), "label_0_mean": float(label.mean()),
-                        "mean_abs_gap": float(np.abs(g0 - g1).mean()), "shards": [p.name for p in shards],
-                        "train_prompts_only": True}
-    stage("prefs", t0)
 
 
 def _exemplars_stage(folder: Path, cfg: AudioBuildConfig, world, stage) -> None:
@@ -410,6 +381,8 @@ def build_audio_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, quick: b
     return run.finish(_readme)
 
 
+#: The pretraining stages (their sum is ``pretrain_seconds``).
+PRETRAINING = ("render", "vae", "vocoder", "unet")
 #: Stages that re-run on a finished build (``only=``): they use the saved pipeline and the renderer.
 AFTER_PRETRAINING = ("fidelity", "prefs", "exemplars")
 #: ``vocoder`` also re-runs alone: nothing before it depends on it (the VAE and the UNet never see audio),
@@ -467,6 +440,7 @@ def resample_audio_world(out_dir: str | Path = DEFAULT_OUT, sampling: dict | Non
             f.unlink()
     _sampled_stages(run.tmp, cfg, world, info["metrics"], run.record, run.log, stages)
     info.update(config=asdict(cfg), sampling=dict(cfg.sampling))
+    info["pretrain_seconds"] = round(sum(info["stage_seconds"].get(k, 0.0) for k in PRETRAINING), 1)
     return run.finish(_readme)
 
 

@@ -2,9 +2,10 @@
 
 Four entry points:
 
-* ``toy_pitch`` (instance, not differentiable): graded pitch-band agreement of a clip with its
-  prompt (:func:`diffalign.toy.audio.scorer.score_pitch`); ``details["correct"]`` is the binary
-  band accuracy, ``details["f0"]`` the detected fundamental. A prompt that names no band (no
+* ``toy_pitch`` (instance, not differentiable): graded agreement of a clip with the pitch band and
+  the timbre its prompt names (:func:`diffalign.toy.audio.scorer.score_pitch`); ``details["correct"]``
+  is the binary band accuracy, ``details["timbre_correct"]`` and ``details["joint"]`` the timbre's and
+  both, ``details["f0"]`` the detected fundamental. A prompt that names no band (no
   low/deep/mid/medium/high/shrill) scores 0.
 * ``toy_audio_embed`` (instance_to_set, differentiable): the toy audio embedding (per-band log-mel
   mean and std, standardised, 64-d) with ``embed`` / ``embed_frames`` for FAD and Vendi; its own
@@ -39,7 +40,7 @@ EMBED_SPEC = RewardSpec("toy_audio_embed", "audio", scope="instance_to_set", nee
 
 
 class ToyPitch(Reward):
-    """Graded pitch-band fidelity in [0, 1] (see :mod:`diffalign.toy.audio.scorer`)."""
+    """Graded pitch-band and timbre fidelity in [0, 1] (see :mod:`diffalign.toy.audio.scorer`)."""
 
     spec = PITCH_SPEC
 
@@ -47,7 +48,8 @@ class ToyPitch(Reward):
         from diffalign.toy.audio.scorer import score_pitch
 
         out = score_pitch(samples.data.mean(dim=1), list(samples.prompts), samples.sample_rate)
-        details = {k: out[k].float() for k in ("correct", "f0", "clarity", "p_target", "has_band")}
+        details = {k: out[k].float() for k in ("correct", "timbre_correct", "joint", "f0", "clarity", "p_target",
+                                                  "q_target", "has_band")}
         return RewardResult(out["graded"], {"raw": out["graded"], **details})
 
 

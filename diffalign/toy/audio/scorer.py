@@ -7,15 +7,27 @@ Pitch (``score_pitch``, the ``toy_pitch`` reward):
    interpolation on the log power). Every timbre of the world has its fundamental as the strongest
    partial, so no subharmonic search is needed (such searches misfire on vocoder artefacts);
 3. ``correct``: the band whose log-centre is nearest to ``f0`` is the prompt's band;
-4. a graded score, continuous so that pairs of generated clips rarely tie, dominated by being right::
+4. timbre (the prompt names one, so the labeller must score it: a reward blind to an attribute lets
+   a method break it for free). The power ``P_k`` within ±3% of each partial ``k f0``, ``k = 1..K``
+   (``K`` = the partials below 7.6 kHz, at most 8, as the renderer draws them), gives two shares of
+   the harmonic power: odd overtones ``x = Σ_{k odd ≥ 3} P_k / Σ P_k`` and even overtones
+   ``y = Σ_{k even} P_k / Σ P_k``. The world's timbres, drawn with amplitudes ``1/k``, sit at
+   sine (0, 0), square (≈0.15, 0) and sawtooth (≈0.11, ≈0.23) for K = 8 (each clip's prototypes are
+   computed for its own K); ``q = softmax(−dist² / (2 · 0.04²))`` over the three. This reads the
+   power of every partial up to K, not the two amplitude ratios that ``toy_audio_judge`` compares;
+5. a graded score, continuous so that pairs of generated clips rarely tie, dominated by being right
+   on everything the prompt names (band and timbre)::
 
        d_b      = |log2 f0 − log2 centre_b|                 (octaves, per band b)
        p_target = softmax_b(−d_b² / (2 · 0.3²))[target]     (soft band decision)
+       q_target = q[prompt's timbre]                        (soft timbre decision; 1 if none is named)
        closeness= exp(−d_target / 0.5)                      (how central in its band)
        clarity  = power within ±3% of f0's partials / total power (80 Hz–8 kHz)
-       graded   = presence · (0.75 p_target + 0.25 closeness) · (0.6 + 0.4 clarity)
+       graded   = presence · (0.75 p_target q_target + 0.25 closeness) · (0.6 + 0.4 clarity)
 
    ``presence`` ramps from 0 to 1 as the RMS rises from 1e-4 to 1e-3 (silence scores 0).
+   (Until 2026-12-07 the score read the band alone: with the first toy vocoder no timbre could be
+   heard; the vocoder that replaced it keeps timbre, and DPO on band-only labels traded it away.)
 
 Embedding (``embed_audio``, used for FAD and Vendi on this world): per mel band, the mean and the
 standard deviation over time of the world's log-mel (32 + 32 = 64 dimensions), standardised with
@@ -37,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from diffalign.toy.audio.world import BAND_WORDS, BANDS, SAMPLE_RATE, log_mel
+from diffalign.toy.audio.world import BAND_WORDS, BANDS, SAMPLE_RATE, TIMBRE_WORDS, TIMBRES, log_mel
 
 BAND_NAMES = list(BANDS)
 _CENTRES = torch.tensor([0.5 * math.log2(lo * hi) for lo, hi in BANDS.values()], dtype=torch.float64)  # [3] log2 Hz
@@ -48,6 +60,9 @@ CLOSENESS_SCALE = 0.5  # octaves
 CLARITY_TOL = 0.03  # relative half-width of a partial's window
 EMBED_DIM = 64
 _BAND_WORD = re.compile(r"\b(%s)\b" % "|".join(w for ws in BAND_WORDS.values() for w in ws))
+_TIMBRE_WORD = re.compile(r"\b(%s)\b" % "|".join(sorted((w for ws in TIMBRE_WORDS.values() for w in ws), key=len,
+                                                         reverse=True)))
+TIMBRE_PARTIALS, TIMBRE_TOP_HZ, TIMBRE_TAU = 8, 7600.0, 0.04
 FRAME_WIN, FRAME_HOP = 16, 8  # mel frames per window / hop of embed_frames
 
 
@@ -99,6 +114,45 @@ def target_band(prompt: str) -> int | None:
     return next(i for i, b in enumerate(BAND_NAMES) if m.group(1) in BAND_WORDS[b])
 
 
+def target_timbre(prompt: str) -> int | None:
+    """Index (into ``TIMBRES``) of the timbre phrase in ``prompt``; None when it names none."""
+    m = _TIMBRE_WORD.search(prompt.lower())
+    if m is None:
+        return None
+    return next(i for i, t in enumerate(TIMBRES) if m.group(1) in TIMBRE_WORDS[t])
+
+
+def timbre_shares(power: torch.Tensor, f0: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, ...]:
+    """Odd- and even-overtone shares of the harmonic power, and the timbre posterior (item 4 of the module docstring).
+
+    Args:
+        power (torch.Tensor): ``[B, F]`` mean power spectrum (``_power_spectrum``).
+        f0 (torch.Tensor): ``[B]`` Hz.
+
+    Returns:
+        tuple: ``x`` ``[B]``, ``y`` ``[B]``, ``q`` ``[B, 3]`` (rows sum to 1, columns in ``TIMBRES`` order).
+    """
+    bin_hz = sample_rate / PITCH_N_FFT
+    freqs = torch.arange(power.shape[-1], dtype=torch.float64, device=power.device) * bin_hz  # [F]
+    ks = torch.arange(1, TIMBRE_PARTIALS + 1, dtype=torch.float64, device=power.device)  # [8]
+    centre = f0[:, None] * ks[None]  # [B, 8]
+    near = (freqs[None, None] - centre[..., None]).abs() <= (CLARITY_TOL * centre[..., None] + bin_hz)  # [B, 8, F]
+    pk = (near * power[:, None]).sum(-1)  # [B, 8] power per partial
+    present = centre <= TIMBRE_TOP_HZ  # [B, 8] partials the renderer draws (below 0.95 Nyquist)
+    pk = pk * present
+    total = pk.sum(-1).clamp_min(1e-20)
+    odd, even = (ks % 2 == 1) & (ks > 1), ks % 2 == 0  # [8]
+    x, y = (pk * odd).sum(-1) / total, (pk * even).sum(-1) / total  # [B] each
+    # prototypes per clip: amplitudes 1/k on the drawn partials (square: odd k only; sine: k = 1)
+    amp2 = (1.0 / ks.pow(2))[None] * present  # [B, 8] power of a sawtooth's partials
+    def shares(p):  # noqa: E306 - [B, 8] -> ([B], [B])
+        t = p.sum(-1).clamp_min(1e-20)
+        return (p * odd).sum(-1) / t, (p * even).sum(-1) / t
+    protos = [shares(amp2 * (ks == 1)), shares(amp2 * (ks % 2 == 1)), shares(amp2)]  # sine, square, sawtooth
+    d2 = torch.stack([(x - px).pow(2) + (y - py).pow(2) for px, py in protos], dim=-1)  # [B, 3]
+    return x, y, torch.softmax(-d2 / (2 * TIMBRE_TAU**2), dim=-1)
+
+
 def score_pitch(wave: torch.Tensor, prompts: list[str], sample_rate: int = SAMPLE_RATE) -> dict[str, torch.Tensor]:
     """Pitch-band fidelity of clips to their prompts (see the module docstring).
 
@@ -109,9 +163,11 @@ def score_pitch(wave: torch.Tensor, prompts: list[str], sample_rate: int = SAMPL
         sample_rate (int): Hz. Default is 16000.
 
     Returns:
-        dict[str, torch.Tensor]: ``graded`` ``[B]`` float in [0, 1], ``correct`` ``[B]`` bool, ``f0``
-        ``[B]`` Hz, ``band`` ``[B]`` long (index into ``BAND_NAMES``), ``clarity`` ``[B]``, ``p_target`` ``[B]``,
-        ``has_band`` ``[B]`` bool.
+        dict[str, torch.Tensor]: ``graded`` ``[B]`` float in [0, 1], ``correct`` ``[B]`` bool (the band),
+        ``timbre_correct`` ``[B]`` bool (the most probable timbre is the prompt's; True when it names none),
+        ``joint`` ``[B]`` bool (both), ``f0`` ``[B]`` Hz, ``band`` ``[B]`` long (index into ``BAND_NAMES``),
+        ``timbre`` ``[B]`` long (index into ``TIMBRES``), ``clarity`` ``[B]``, ``p_target`` ``[B]``, ``q_target``
+        ``[B]``, ``has_band`` ``[B]`` bool.
     """
     if wave.ndim == 3:
         wave = wave.mean(dim=1)
@@ -120,17 +176,26 @@ def score_pitch(wave: torch.Tensor, prompts: list[str], sample_rate: int = SAMPL
     bands = [target_band(p) for p in prompts]
     has_band = torch.tensor([b is not None for b in bands], device=wave.device)
     target = torch.tensor([0 if b is None else b for b in bands], device=wave.device)
+    timbres = [target_timbre(p) for p in prompts]
+    has_timbre = torch.tensor([t is not None for t in timbres], device=wave.device)
+    want_timbre = torch.tensor([0 if t is None else t for t in timbres], device=wave.device)
     f0, clarity = estimate_f0(wave, sample_rate)
     d = (torch.log2(f0)[:, None] - _CENTRES.to(f0.device)[None]).abs()  # [B, 3] octaves
     p = torch.softmax(-d.pow(2) / (2 * BAND_TAU**2), dim=-1)
     p_target = p.gather(1, target[:, None])[:, 0]
+    _, _, q = timbre_shares(_power_spectrum(wave), f0, sample_rate)  # [B, 3]
+    q_target = torch.where(has_timbre, q.gather(1, want_timbre[:, None])[:, 0], torch.ones_like(p_target))
     closeness = torch.exp(-d.gather(1, target[:, None])[:, 0] / CLOSENESS_SCALE)
     rms = wave.double().pow(2).mean(-1).sqrt()
     presence = ((torch.log10(rms.clamp_min(1e-12)) + 4.0) / 1.0).clamp(0, 1)  # 1e-4 -> 0, 1e-3 -> 1
-    graded = has_band * presence * (0.75 * p_target + 0.25 * closeness) * (0.6 + 0.4 * clarity)
-    band = d.argmin(dim=-1)
-    return {"graded": graded.float(), "correct": (band == target) & (presence > 0) & has_band, "f0": f0.float(),
-            "band": band, "clarity": clarity.float(), "p_target": p_target.float(), "has_band": has_band}
+    graded = has_band * presence * (0.75 * p_target * q_target + 0.25 * closeness) * (0.6 + 0.4 * clarity)
+    band, timbre = d.argmin(dim=-1), q.argmax(dim=-1)
+    correct = (band == target) & (presence > 0) & has_band
+    timbre_correct = (timbre == want_timbre) | ~has_timbre
+    return {"graded": graded.float(), "correct": correct, "timbre_correct": timbre_correct,
+            "joint": correct & timbre_correct, "f0": f0.float(), "band": band, "timbre": timbre,
+            "clarity": clarity.float(), "p_target": p_target.float(), "q_target": q_target.float(),
+            "has_band": has_band}
 
 
 def band_from_mel(mel: torch.Tensor) -> torch.Tensor:

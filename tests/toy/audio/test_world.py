@@ -107,6 +107,34 @@ def test_toy_pitch_scores_ground_truth_and_rejects_mismatches(rendered):
     assert score_pitch(wave[:1], ["a dog barking"])["graded"].item() == 0
 
 
+def _other_timbre_prompt(prompt: str, shift: int) -> str:
+    """The same prompt naming another timbre (shift 1 or 2, cyclically), in that timbre's first phrase."""
+    from diffalign.toy.audio.world import TIMBRE_WORDS
+
+    timbre = parse_prompt(prompt).timbre
+    new = TIMBRES[(TIMBRES.index(timbre) + shift) % 3]
+    phrase = next(w for w in sorted(TIMBRE_WORDS[timbre], key=len, reverse=True) if prompt.endswith(w))
+    return prompt[: -len(phrase)] + TIMBRE_WORDS[new][0]
+
+
+def test_toy_pitch_scores_the_timbre_the_prompt_names(rendered):
+    """The labeller sees the whole prompt: the timbre too (a reward blind to it lets a method trade it away)."""
+    from diffalign.toy.audio.scorer import score_pitch
+
+    wave, prompts, specs = rendered
+    own = score_pitch(wave, prompts)
+    assert own["timbre_correct"].float().mean() >= 0.95 and own["joint"].float().mean() >= 0.95
+    for shift in (1, 2):
+        wrong = score_pitch(wave, [_other_timbre_prompt(p, shift) for p in prompts])
+        assert parse_prompt(_other_timbre_prompt(prompts[0], shift)).timbre != specs[0].timbre
+        assert wrong["timbre_correct"].float().mean() <= 0.05 and wrong["correct"].float().mean() >= 0.95
+        assert wrong["graded"].mean() < own["graded"].mean() - 0.4
+    # per timbre: a sine is read as a sine, a square as a square, a sawtooth as a sawtooth
+    for t in TIMBRES:
+        sel = [i for i, s in enumerate(specs) if s.timbre == t]
+        assert (own["timbre"][sel] == TIMBRES.index(t)).float().mean() >= 0.95, t
+
+
 def test_band_from_mel_reads_ground_truth(rendered):
     from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel
 
