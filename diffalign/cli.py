@@ -105,17 +105,25 @@ def cmd_eval(args) -> int:
 
         d = getattr(cfg, "data", None)  # online configs may have no preference data (nothing labelled)
         labelled_by = open_source(d.source, d.split, d.allow_eval_split).labelled_by if getattr(d, "source", None) else None
-        evaluate(cfg.model.path, tuned, read_prompts(e.prompts, e.splits, e.max_prompts), args.reward or e.reward,
-                 args.out or e.out or str(Path(cfg.train.output_dir) / "eval"), e.seeds_per_prompt, e.seed,
-                 e.guidance_scale, e.num_inference_steps, e.batch_size, e.grid_columns,
-                 judges=args.judges if args.judges is not None else e.judges, labelled_by=labelled_by)
+
+        def pick(flag, value):  # a flag given on the command line wins over the config's eval section
+            return value if flag is None else flag
+
+        evaluate(args.base or cfg.model.path, tuned,
+                 read_prompts(args.prompts or e.prompts, pick(args.splits, e.splits), e.max_prompts),
+                 args.reward or e.reward, args.out or e.out or str(Path(cfg.train.output_dir) / "eval"),
+                 pick(args.seeds_per_prompt, e.seeds_per_prompt), pick(args.seed, e.seed),
+                 pick(args.guidance, e.guidance_scale), pick(args.steps, e.num_inference_steps),
+                 pick(args.batch_size, e.batch_size), e.grid_columns,
+                 judges=args.judges if args.judges is not None else e.judges,
+                 labelled_by=args.labelled_by or labelled_by)
         return 0
     missing = [f"--{k}" for k in ("base", "tuned", "prompts", "reward") if not getattr(args, k)]
     if missing:
         raise ValueError(f"diffalign eval needs --config, or {', '.join(missing)}")
     evaluate(args.base, args.tuned, read_prompts(args.prompts, args.splits), args.reward, args.out or "outputs/eval",
-             args.seeds_per_prompt, args.seed, args.guidance, args.steps, args.batch_size, judges=args.judges or [],
-             labelled_by=args.labelled_by)
+             args.seeds_per_prompt or 1, args.seed or 0, 7.5 if args.guidance is None else args.guidance,
+             args.steps or 25, args.batch_size or 32, judges=args.judges or [], labelled_by=args.labelled_by)
     return 0
 
 
@@ -154,11 +162,11 @@ def _register_eval(sub) -> None:
     e.add_argument("--reward", help="reward name (diffalign list rewards)")
     e.add_argument("--judges", nargs="*", help="independent scorers reported beside the reward (e.g. toy_judge)")
     e.add_argument("--labelled-by", help="the reward that labelled the training data (marked; warned about if alone)")
-    e.add_argument("--seeds-per-prompt", type=int, default=1)
-    e.add_argument("--seed", type=int, default=0, help="first seed")
-    e.add_argument("--guidance", type=float, default=7.5)
-    e.add_argument("--steps", type=int, default=25)
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--seeds-per-prompt", type=int, default=None, help="default 1 (with --config: the config's)")
+    e.add_argument("--seed", type=int, default=None, help="first seed; default 0 (with --config: the config's)")
+    e.add_argument("--guidance", type=float, default=None, help="default 7.5 (with --config: the config's)")
+    e.add_argument("--steps", type=int, default=None, help="default 25 (with --config: the config's)")
+    e.add_argument("--batch-size", type=int, default=None, help="default 32 (with --config: the config's)")
     e.add_argument("--out", help="report folder")
     e.set_defaults(func=cmd_eval)
 

@@ -37,3 +37,24 @@ def test_cli_eval_of_an_online_config_without_preference_data(sd_path, lora_out,
     (tmp_path / "online.yaml").write_text("# diffalign train online.yaml\n" + yaml.safe_dump(cfg))
     assert main(["eval", "--config", str(tmp_path / "online.yaml"), "--tuned", lora_out]) == 0
     assert (tmp_path / "ev" / "report.json").is_file()
+
+
+def test_cli_eval_flags_win_over_the_config(sd_path, lora_out, tmp_path):
+    """With --config, flags given on the command line (seeds, splits, steps, …) replace the config's eval
+    settings instead of being silently ignored."""
+    import yaml
+
+    from diffalign.cli import main
+
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"train": ["a red circle"], "held_out": ["a blue square"]}))
+    cfg = {"trainer": "online", "method": {"name": "dragon"}, "model": {"path": sd_path, "lora": {"r": 4, "alpha": 4}},
+           "rollout": {"prompts": str(prompts), "split": "train"}, "reward": {"name": "toy_fidelity"},
+           "train": {"output_dir": str(tmp_path / "out"), "max_steps": 2},
+           "eval": {"prompts": str(prompts), "splits": ["held_out", "train"], "reward": "toy_fidelity",
+                    "num_inference_steps": 2, "seeds_per_prompt": 1, "out": str(tmp_path / "ev")}}
+    (tmp_path / "online.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["eval", "--config", str(tmp_path / "online.yaml"), "--tuned", lora_out, "--splits", "held_out",
+                 "--seeds-per-prompt", "2", "--seed", "7", "--steps", "1"]) == 0
+    s = json.loads((tmp_path / "ev" / "report.json").read_text())["settings"]
+    assert (s["seeds_per_prompt"], s["seed"], s["num_inference_steps"], list(s["splits"])) == (2, 7, 1, ["held_out"])
