@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     got = judge_clips(at.vocode(voc, check_mels))
     want = [parse_prompt(p) for p in check]
     band_ok = got["band"] == torch.tensor([list(BANDS).index(w.band) for w in want])
-    timbre_ok = got["timbre"] == torch.tensor([TIMBRES.index(w.timbre) for w in want])
     true_t = torch.tensor([TIMBRES.index(w.timbre) for w in want])
+    timbre_ok = got["timbre"] == true_t
     confusion = {t: {u: int(((true_t == i) & (got["timbre"] == j)).sum()) for j, u in enumerate(TIMBRES)}
                  for i, t in enumerate(TIMBRES)}  # rows: the prompt's timbre; columns: the judge's verdict
     print(json.dumps({"vocoder": vars(cfg), "n_mels": args.n_mels or world_mod.N_MELS,

@@ -230,12 +230,9 @@ def _vocoder_stage(cfg: AudioBuildConfig, vae, mels, waves, check_mels, check_wa
     independent ``toy_audio_judge`` (band and timbre) — the issue's bar is the judge's round trip.
     Returns the vocoder.
     """
-    import torch
-
     from diffalign.toy.audio import pretrain as at
-    from diffalign.toy.audio.judge import judge_clips
+    from diffalign.toy.audio.judge import judge_prompts
     from diffalign.toy.audio.scorer import score_pitch
-    from diffalign.toy.audio.world import BANDS, TIMBRES, parse_prompt
 
     t0 = time.time()
     if check_rec is None:
@@ -246,15 +243,11 @@ def _vocoder_stage(cfg: AudioBuildConfig, vae, mels, waves, check_mels, check_wa
     truth = score_pitch(check_waves, check_prompts)
     from_mel_audio, from_vae_audio = at.vocode(vocoder, check_mels), at.vocode(vocoder, check_rec)
     from_mel, from_vae = score_pitch(from_mel_audio, check_prompts), score_pitch(from_vae_audio, check_prompts)
-    want = [parse_prompt(p) for p in check_prompts]
-    want_band = torch.tensor([list(BANDS).index(w.band) for w in want])
-    want_timbre = torch.tensor([TIMBRES.index(w.timbre) for w in want])
     judged = {}
     for name, audio in (("render", check_waves), ("true_mel", from_mel_audio), ("vae_mel", from_vae_audio)):
-        got = judge_clips(audio)
-        band_ok, timbre_ok = got["band"] == want_band, got["timbre"] == want_timbre
-        judged[name] = {"band": _per_band(band_ok, check_prompts), "timbre": _per_band(timbre_ok, check_prompts),
-                        "joint": _per_band(band_ok & timbre_ok, check_prompts)}
+        v = judge_prompts(audio, check_prompts)
+        judged[name] = {k: _per_band(v[f], check_prompts) for k, f in (("band", "band_ok"), ("timbre", "timbre_ok"),
+                                                                        ("joint", "joint"))}
     voc_stats.update({
         "ground_truth_band_accuracy": _per_band(truth["correct"], check_prompts),
         "true_mel_band_accuracy": _per_band(from_mel["correct"], check_prompts),

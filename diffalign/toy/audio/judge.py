@@ -24,7 +24,7 @@ import torch
 from diffalign.rewards.base import Reward, RewardResult, RewardSpec, Samples
 from diffalign.toy.audio.world import BANDS, SAMPLE_RATE, TIMBRES, parse_prompt
 
-__all__ = ["ToyAudioJudge", "build_toy_audio_judge", "judge_clips"]
+__all__ = ["ToyAudioJudge", "build_toy_audio_judge", "judge_clips", "judge_prompts"]
 
 N_FFT, HOP = 4096, 1024
 F_LO, F_HI, N_CAND, N_HARM, DECAY = 80.0, 2400.0, 600, 5, 0.8
@@ -77,6 +77,22 @@ def judge_clips(wave: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"f0": f0, "band": band, "timbre": d.argmin(dim=-1), "r2": r2, "r3": r3}
 
 
+def judge_prompts(wave: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """The judge's verdicts on ``[B, T]`` 16 kHz clips against their prompts (CPU tensors ``[B]``):
+    ``band_ok``, ``timbre_ok`` (1/0; NaN for a prompt outside the grammar), ``joint`` (both right; 0 for such
+    a prompt), ``f0``, ``r2``, ``r3``."""
+    got = judge_clips(wave)
+    bands, timbres = list(BANDS), list(TIMBRES)
+    want = [_parse(p) for p in prompts]
+    nan = float("nan")
+    band_ok = torch.tensor([nan if w is None else float(bands.index(w.band) == int(g)) for w, g in zip(want, got["band"])])
+    timbre_ok = torch.tensor([nan if w is None else float(timbres.index(w.timbre) == int(g))
+                              for w, g in zip(want, got["timbre"])])
+    joint = torch.nan_to_num(band_ok * timbre_ok, nan=0.0)  # a prompt the world cannot voice scores 0
+    return {"band_ok": band_ok, "timbre_ok": timbre_ok, "joint": joint, "f0": got["f0"].float().cpu(),
+            "r2": got["r2"].float().cpu(), "r3": got["r3"].float().cpu()}
+
+
 def _parse(prompt: str):
     try:
         return parse_prompt(prompt)
@@ -91,18 +107,9 @@ class ToyAudioJudge(Reward):
 
     def score(self, samples: Samples) -> RewardResult:
         wave = samples.data.mean(dim=1) if samples.data.ndim == 3 else samples.data
-        got = judge_clips(wave)
-        bands, timbres = list(BANDS), list(TIMBRES)
-        want = [_parse(p) for p in samples.prompts]
-        nan = float("nan")
-        band_ok = torch.tensor([nan if w is None else float(bands.index(w.band) == int(g)) for w, g in zip(want, got["band"])])
-        timbre_ok = torch.tensor([nan if w is None else float(timbres.index(w.timbre) == int(g))
-                                  for w, g in zip(want, got["timbre"])])
-        joint = torch.nan_to_num(band_ok * timbre_ok, nan=0.0)  # a prompt the world cannot voice scores 0
+        details = judge_prompts(wave, list(samples.prompts))
         dev = samples.data.device
-        details = {"band_ok": band_ok, "timbre_ok": timbre_ok, "joint": joint, "f0": got["f0"].float().cpu(),
-                   "r2": got["r2"].float().cpu(), "r3": got["r3"].float().cpu()}
-        return RewardResult(joint.to(dev), {k: v.to(dev) for k, v in details.items()})
+        return RewardResult(details["joint"].to(dev), {k: v.to(dev) for k, v in details.items()})
 
 
 def build_toy_audio_judge(weights=None) -> ToyAudioJudge:

@@ -98,10 +98,10 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     from diffalign.rewards.base import Samples
     from diffalign.toy.audio.rewards import build_toy_audio_fad, build_toy_audio_vendi
     from diffalign.toy.audio.assets import audio_asset_dir, load_pipeline, sample_audio, sampling_defaults
-    from diffalign.toy.audio.judge import judge_clips
+    from diffalign.toy.audio.judge import judge_prompts
     from diffalign.toy.audio.pretrain import vocode
     from diffalign.toy.audio.scorer import BAND_NAMES, band_from_mel, score_pitch
-    from diffalign.toy.audio.world import BANDS, TIMBRES, TonesWorld, log_mel, parse_prompt
+    from diffalign.toy.audio.world import BANDS, TonesWorld, log_mel, parse_prompt
 
     torch.set_num_threads(threads)
     asset_dir = Path(asset_dir) if asset_dir is not None else audio_asset_dir()
@@ -135,14 +135,13 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
     rows = {}
     bands = np.array([parse_prompt(p).band for p in prompts])
     target = np.array([BAND_NAMES.index(b) for b in bands])
-    want_timbre = np.array([TIMBRES.index(parse_prompt(p).timbre) for p in prompts])
     for name, wave, m in (("base", audio, mel), ("ground_truth", truth, log_mel(truth)),
                           ("vocoded_renders", vocoded, log_mel(truth))):
         s = score_pitch(wave, prompts)
         correct = s["correct"].numpy()
         batch = Samples(wave[:, None], sample_rate=16000)
-        j = judge_clips(wave)
-        j_band, j_timbre = j["band"].numpy() == target, j["timbre"].numpy() == want_timbre
+        j = judge_prompts(wave, prompts)
+        j_band, j_timbre = j["band_ok"].numpy() == 1, j["timbre_ok"].numpy() == 1
         rows[name] = {
             "judge": {"band": mean_ci(j_band, binary=True), "timbre": mean_ci(j_timbre, binary=True),
                       "joint": mean_ci(j_band & j_timbre, binary=True),

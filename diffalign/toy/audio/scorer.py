@@ -86,7 +86,11 @@ def estimate_f0(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> tuple[tor
     Returns:
         tuple[torch.Tensor, torch.Tensor]: ``f0`` ``[B]`` (Hz, float64) and ``clarity`` ``[B]`` in [0, 1].
     """
-    power = _power_spectrum(wave)  # [B, F]
+    return _f0_and_clarity(_power_spectrum(wave), sample_rate)
+
+
+def _f0_and_clarity(power: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``estimate_f0`` on a mean power spectrum ``[B, F]`` (``_power_spectrum``)."""
     bin_hz = sample_rate / PITCH_N_FFT
     freqs = torch.arange(power.shape[-1], dtype=torch.float64, device=power.device) * bin_hz  # [F]
     lo, hi = int(math.ceil(F_LO / bin_hz)), int(F_HI / bin_hz)
@@ -179,11 +183,12 @@ def score_pitch(wave: torch.Tensor, prompts: list[str], sample_rate: int = SAMPL
     timbres = [target_timbre(p) for p in prompts]
     has_timbre = torch.tensor([t is not None for t in timbres], device=wave.device)
     want_timbre = torch.tensor([0 if t is None else t for t in timbres], device=wave.device)
-    f0, clarity = estimate_f0(wave, sample_rate)
+    power = _power_spectrum(wave)  # [B, F], shared by the pitch and the timbre readings
+    f0, clarity = _f0_and_clarity(power, sample_rate)
     d = (torch.log2(f0)[:, None] - _CENTRES.to(f0.device)[None]).abs()  # [B, 3] octaves
     p = torch.softmax(-d.pow(2) / (2 * BAND_TAU**2), dim=-1)
     p_target = p.gather(1, target[:, None])[:, 0]
-    _, _, q = timbre_shares(_power_spectrum(wave), f0, sample_rate)  # [B, 3]
+    _, _, q = timbre_shares(power, f0, sample_rate)  # [B, 3]
     q_target = torch.where(has_timbre, q.gather(1, want_timbre[:, None])[:, 0], torch.ones_like(p_target))
     closeness = torch.exp(-d.gather(1, target[:, None])[:, 0] / CLOSENESS_SCALE)
     rms = wave.double().pow(2).mean(-1).sqrt()
