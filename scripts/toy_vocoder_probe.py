@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     world = TonesWorld()
     waves, mels = at.render_mels(world, world.sample_training_prompts(args.clips, 1), 2)
     check = [p for p in world.held_out_prompts for _ in range(args.per_prompt)]
-    _, check_mels = at.render_mels(world, check, 3)
+    render_waves, check_mels = at.render_mels(world, check, 3)
     voc = at.make_vocoder(cfg, mels.mean(dim=(0, 1)), mels.std(dim=(0, 1)), 20)
     t0 = time.time()
     stats = at.train_vocoder(voc, None, waves, mels, cfg, 21, log=lambda s: None)
@@ -72,10 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     timbre_ok = got["timbre"] == true_t
     confusion = {t: {u: int(((true_t == i) & (got["timbre"] == j)).sum()) for j, u in enumerate(TIMBRES)}
                  for i, t in enumerate(TIMBRES)}  # rows: the prompt's timbre; columns: the judge's verdict
+    truth = judge_clips(render_waves)
+    square_r3 = {b: [round(float(g["r3"][[i for i, w in enumerate(want) if w.band == b and w.timbre == "square"]].mean()), 3)
+                     for g in (truth, got)] for b in BANDS}  # partial 3 / partial 1 of squares: renders vs vocoded
     print(json.dumps({"vocoder": vars(cfg), "n_mels": args.n_mels or world_mod.N_MELS,
                       "train_seconds": round(seconds, 1), "loss": round(stats["loss"], 3), "clips": len(check),
                       "band": _per_band(band_ok, check), "timbre": _per_band(timbre_ok, check),
-                      "timbre_confusion": confusion}))
+                      "timbre_confusion": confusion, "square_r3_render_vs_vocoded": square_r3}))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["read_prompts"]
+__all__ = ["read_prompts", "spread"]
+
+
+def spread(items: list, k: int | None) -> list:
+    """``k`` items spread evenly over ``items`` (every ``n / k``-th, the first included, order kept); all of
+    them when ``k`` is None or ``k >= n``. Prompt files are usually ordered by attribute (the toy worlds'
+    training lists run colour by colour, band by band), so the first ``k`` would be a biased subset."""
+    n = len(items)
+    if k is None or k >= n:
+        return list(items)
+    if k < 1:
+        raise ValueError(f"max_prompts must be at least 1, got {k}")
+    return [items[(i * n) // k] for i in range(k)]
 
 
 def read_prompts(path: str | Path, splits: list[str] | None = None, max_prompts: int | None = None,
@@ -19,9 +31,10 @@ def read_prompts(path: str | Path, splits: list[str] | None = None, max_prompts:
 
     Returns:
         dict: split → prompts (``{"prompts": [...]}`` for a plain list); ``splits`` selects and
-        orders the keys of a mapping; ``max_prompts`` keeps the first ones of each split.
+        orders the keys of a mapping; ``max_prompts`` keeps that many of each split, spread evenly over
+        it (:func:`spread`), not the first ones.
     """
-    return {k: v[:max_prompts] for k, v in _read_prompts(path, splits, column).items()}
+    return {k: spread(v, max_prompts) for k, v in _read_prompts(path, splits, column).items()}
 
 
 def _read_prompts(path: str | Path, splits: list[str] | None, column: str = "caption") -> dict[str, list[str]]:

@@ -173,7 +173,7 @@ class EvalConfig:
         prompts: a JSON file (a list, or ``{split: [prompts]}``) or a text file (one per line).
         splits: keys of a JSON mapping to evaluate, the first is the headline (null: the list).
         seeds_per_prompt: images per prompt (seeds ``seed + k``, the same for base and tuned).
-        seed: first seed. max_prompts: cap per split (the first ones; null: all).
+        seed: first seed. max_prompts: cap per split (spread evenly over the split, not the first ones; null: all).
         reward: the headline reward (``diffalign list rewards``), e.g. ``toy_fidelity`` — usually the one
             that labelled the training pairs or drives training.
         judges: more scorers reported beside it: independent judges that neither labelled the data

@@ -101,6 +101,8 @@ class VocoderConfig:
         adv_start (int): the step at which the discriminator starts (the generator first learns the envelope).
         stft_floor (float): magnitude floor of the STFT loss's log term. A tone's spectrum is a few partials in
             a thousand near-empty bins; with a tiny floor the log term is spent on the empty bins' noise.
+        stft_rel_floor (float): a second, per-frame floor of the log term at this fraction of the target frame's
+            peak magnitude (0 = off): loud and quiet clips then get the same dynamic range in the loss.
         mel_weight (float): weight of the log-mel L1 term beside the STFT loss (HiFi-GAN weights its mel term 45;
             5 lowered the round-trip band accuracy here).
     """
@@ -117,6 +119,7 @@ class VocoderConfig:
     adv_weight: float = 0.0
     adv_start: int = 0
     stft_floor: float = 0.1
+    stft_rel_floor: float = 0.0
     mel_weight: float = 1.0
 
 
@@ -253,7 +256,7 @@ def make_vocoder(cfg: VocoderConfig, mel_mean: torch.Tensor, mel_std: torch.Tens
 
 
 def _stft_loss(pred: torch.Tensor, target: torch.Tensor, sizes: tuple[int, ...] = (256, 512, 1024, 2048),
-               floor: float = 1e-6) -> torch.Tensor:
+               floor: float = 1e-6, rel_floor: float = 0.0) -> torch.Tensor:
     """Multi-resolution STFT loss (spectral convergence + log-magnitude L1), Parallel WaveGAN eq. (4)-(6).
 
     Hop = n_fft / 4. The long windows resolve single partials of low tones: without them the vocoder
@@ -263,8 +266,12 @@ def _stft_loss(pred: torch.Tensor, target: torch.Tensor, sizes: tuple[int, ...] 
     for n_fft, hop in ((n, n // 4) for n in sizes):
         win = torch.hann_window(n_fft, device=pred.device)
         p = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
-        t = torch.stft(target, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
-        total = total + torch.linalg.norm(t - p) / torch.linalg.norm(t) + (p.log() - t.log()).abs().mean()
+        t = torch.stft(target, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)  # [B, F, frames]
+        sc = torch.linalg.norm(t - p) / torch.linalg.norm(t)
+        lo = torch.full_like(t[:, :1], floor)
+        if rel_floor > 0:  # per frame: rel_floor × the target frame's peak
+            lo = torch.maximum(lo, rel_floor * t.amax(dim=1, keepdim=True))
+        total = total + sc + (torch.maximum(p, lo).log() - torch.maximum(t, lo).log()).abs().mean()
     return total / len(sizes)
 
 
@@ -305,7 +312,7 @@ def train_vocoder(voc, vae, waves: torch.Tensor, mels: torch.Tensor, cfg: Vocode
         pred = voc(x)  # [B, seg * HOP]
         mel_target = mels[idx][torch.arange(cfg.batch)[:, None], start[:, None] + torch.arange(seg)]  # true mel
         mel_loss = (log_mel(pred)[:, 1:-1] - mel_target[:, 1:-1]).abs().mean()  # edge frames see padding
-        loss = cfg.mel_weight * mel_loss + _stft_loss(pred, y, cfg.stft_sizes, cfg.stft_floor)
+        loss = cfg.mel_weight * mel_loss + _stft_loss(pred, y, cfg.stft_sizes, cfg.stft_floor, cfg.stft_rel_floor)
         if disc is not None and step >= cfg.adv_start:
             d_loss = discriminator_loss(disc(y), disc(pred.detach()))  # HiFi-GAN: D step, then G step
             d_opt.zero_grad(set_to_none=True)
