@@ -7,21 +7,30 @@ Torch-free.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 __all__ = ["read_prompts", "spread"]
 
 
-def spread(items: list, k: int | None) -> list:
-    """``k`` items spread evenly over ``items`` (every ``n / k``-th, the first included, order kept); all of
-    them when ``k`` is None or ``k >= n``. Prompt files are usually ordered by attribute (the toy worlds'
-    training lists run colour by colour, band by band), so the first ``k`` would be a biased subset."""
+def spread(items: list, k: int | None, seed: int = 0) -> list:
+    """``k`` of ``items`` by stratified sampling: the list is cut into ``k`` equal consecutive strata and one
+    item is drawn from each (a seeded draw, so the same ``k`` always gives the same items); order kept. All
+    items when ``k`` is None or ``k >= n``.
+
+    Prompt files are usually ordered by attribute (the toy worlds' training lists run colour by colour,
+    band by band): the first ``k`` would be a biased subset, and every ``n / k``-th would alias with an
+    inner period (every third toy image prompt names no background). One draw per stratum keeps the coarse
+    order balanced and the inner one mixed.
+    """
     n = len(items)
     if k is None or k >= n:
         return list(items)
     if k < 1:
         raise ValueError(f"max_prompts must be at least 1, got {k}")
-    return [items[(i * n) // k] for i in range(k)]
+    rng = random.Random(seed)
+    bounds = [(j * n) // k for j in range(k + 1)]
+    return [items[lo + rng.randrange(hi - lo)] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def read_prompts(path: str | Path, splits: list[str] | None = None, max_prompts: int | None = None,
@@ -31,8 +40,8 @@ def read_prompts(path: str | Path, splits: list[str] | None = None, max_prompts:
 
     Returns:
         dict: split → prompts (``{"prompts": [...]}`` for a plain list); ``splits`` selects and
-        orders the keys of a mapping; ``max_prompts`` keeps that many of each split, spread evenly over
-        it (:func:`spread`), not the first ones.
+        orders the keys of a mapping; ``max_prompts`` keeps that many of each split, one from each of
+        as many equal strata of it (:func:`spread`), not the first ones.
     """
     return {k: spread(v, max_prompts) for k, v in _read_prompts(path, splits, column).items()}
 
