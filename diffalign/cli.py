@@ -8,7 +8,7 @@
     diffalign bench kill --config CONFIG [--kills 24] [--out FILE]
     diffalign eval --config CONFIG [--tuned DIR] [key=value ...]
     diffalign eval --base PIPELINE --tuned LORA_OR_PIPELINE --prompts FILE --reward NAME [--splits A B]
-                   [--judges J ...] [--labelled-by R] [--seeds-per-prompt K] [--guidance G] [--steps S] [--out DIR]
+                   [--judges J ...] [--labelled-by R] [--seeds-per-prompt K] [--shared-noise] [--guidance G] [--steps S] [--out DIR]
     diffalign generate --base PIPELINE [--tuned DIR] --prompt TEXT [--seeds 0 1 2] [--out grid.png]
     diffalign toy {build,report} ...             toy worlds
     diffalign --version
@@ -116,14 +116,15 @@ def cmd_eval(args) -> int:
                  pick(args.guidance, e.guidance_scale), pick(args.steps, e.num_inference_steps),
                  pick(args.batch_size, e.batch_size), e.grid_columns,
                  judges=args.judges if args.judges is not None else e.judges,
-                 labelled_by=args.labelled_by or labelled_by)
+                 labelled_by=args.labelled_by or labelled_by, shared_noise=pick(args.shared_noise, e.shared_noise))
         return 0
     missing = [f"--{k}" for k in ("base", "tuned", "prompts", "reward") if not getattr(args, k)]
     if missing:
         raise ValueError(f"diffalign eval needs --config, or {', '.join(missing)}")
     evaluate(args.base, args.tuned, read_prompts(args.prompts, args.splits), args.reward, args.out or "outputs/eval",
              args.seeds_per_prompt or 1, args.seed or 0, 7.5 if args.guidance is None else args.guidance,
-             args.steps or 25, args.batch_size or 32, judges=args.judges or [], labelled_by=args.labelled_by)
+             args.steps or 25, args.batch_size or 32, judges=args.judges or [], labelled_by=args.labelled_by,
+             shared_noise=bool(args.shared_noise))
     return 0
 
 
@@ -167,6 +168,9 @@ def _register_eval(sub) -> None:
     e.add_argument("--guidance", type=float, default=None, help="default 7.5 (with --config: the config's)")
     e.add_argument("--steps", type=int, default=None, help="default 25 (with --config: the config's)")
     e.add_argument("--batch-size", type=int, default=None, help="default 32 (with --config: the config's)")
+    e.add_argument("--shared-noise", action="store_const", const=True, default=None,
+                   help="slot k of every prompt uses seed + k (the old scheme; rows correlated across prompts, CIs too "
+                        "narrow); default: every (prompt, slot) row its own seed")
     e.add_argument("--out", help="report folder")
     e.set_defaults(func=cmd_eval)
 

@@ -5,7 +5,7 @@ Works for the offline trainer (``configs/toy/diffusion_dpo.yaml``, the default) 
 
 Every variant trains once for ``2N`` steps (constant learning rate, so the policy at step N is the
 policy an N-step run ends with) and is evaluated at steps N and 2N against the base pipeline on a
-**validation split that is never reported**: the training prompts with seeds ``1000 + k`` (the
+**validation split that is never reported**: the training prompts with seeds from ``1000`` (the
 report uses seeds ``k``; the held-out prompts are not looked at). Scorers: ``toy_judge`` (the
 independent judge: joint accuracy and per-attribute accuracies with paired-bootstrap CIs) beside
 ``toy_fidelity`` (the labeller: win rate). Choose a default here, then report it with ``diffalign
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     from diffusers import StableDiffusionPipeline
 
     from diffalign.eval import evaluate as _  # noqa: F401  (import side effects out of the timings)
-    from diffalign.eval import generate, read_prompts, winrate
+    from diffalign.eval import generate, read_prompts, sample_rows, winrate
     from diffalign.rewards import Samples, load
     from diffalign.sampling.pipeline import sample
     from diffalign.train import load_config
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(base_cfg.train.num_threads or 2)
     e = base_cfg.eval
     prompts = read_prompts(e.prompts, ["train"], e.max_prompts)["train"]
-    rows_p = [p for p in prompts for _ in range(e.seeds_per_prompt)]
-    rows_s = [args.seed_offset + e.seed + k for _ in prompts for k in range(e.seeds_per_prompt)]
+    rows_p, rows_s = sample_rows(prompts, e.seeds_per_prompt, args.seed_offset + e.seed, e.shared_noise)
     fidelity, judge = load("toy_fidelity"), load("toy_judge")
 
     def score(images: torch.Tensor) -> dict:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from diffalign.eval import generate, read_prompts, winrate
+    from diffalign.eval import generate, read_prompts, sample_rows, winrate
     from diffalign.rewards import Samples, load
     from diffalign.sampling.pipeline import sample
     from diffalign.train import load_config
@@ -59,10 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(first.train.num_threads or 2)
     e = first.eval
     splits = read_prompts(e.prompts, ["held_out", "train"], e.max_prompts)
-    rows = {"held_out": ([p for p in splits["held_out"] for _ in range(e.seeds_per_prompt)],
-                         [e.seed + k for _ in splits["held_out"] for k in range(e.seeds_per_prompt)]),
-            "train_new_seeds": ([p for p in splits["train"] for _ in range(e.seeds_per_prompt)],
-                                [1000 + e.seed + k for _ in splits["train"] for k in range(e.seeds_per_prompt)])}
+    rows = {"held_out": sample_rows(splits["held_out"], e.seeds_per_prompt, e.seed, e.shared_noise),
+            "train_new_seeds": sample_rows(splits["train"], e.seeds_per_prompt, 1000 + e.seed, e.shared_noise)}
     fidelity, clip, judge = load("toy_fidelity"), load("toy_clip"), load("toy_judge")
 
     def scores(images: torch.Tensor, prompts: list[str]) -> dict[str, np.ndarray]:

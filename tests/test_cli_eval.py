@@ -55,6 +55,7 @@ def test_cli_eval_flags_win_over_the_config(sd_path, lora_out, tmp_path):
                     "num_inference_steps": 2, "seeds_per_prompt": 1, "out": str(tmp_path / "ev")}}
     (tmp_path / "online.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["eval", "--config", str(tmp_path / "online.yaml"), "--tuned", lora_out, "--splits", "held_out",
-                 "--seeds-per-prompt", "2", "--seed", "7", "--steps", "1"]) == 0
+                 "--seeds-per-prompt", "2", "--seed", "7", "--steps", "1", "--shared-noise"]) == 0
     s = json.loads((tmp_path / "ev" / "report.json").read_text())["settings"]
     assert (s["seeds_per_prompt"], s["seed"], s["num_inference_steps"], list(s["splits"])) == (2, 7, 1, ["held_out"])
+    assert s["shared_noise"] is True

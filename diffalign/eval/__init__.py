@@ -15,7 +15,17 @@ from pathlib import Path
 
 from ..data.prompts import read_prompts
 
-__all__ = ["read_prompts", "evaluate"]
+__all__ = ["read_prompts", "evaluate", "sample_rows"]
+
+
+def sample_rows(prompts: list[str], seeds_per_prompt: int, seed: int = 0,
+                shared_noise: bool = False) -> tuple[list[str], list[int]]:
+    """The (prompt, seed) rows of one split: prompt j, slot k → seed ``seed + j · seeds_per_prompt + k`` (every
+    row its own noise), or ``seed + k`` with ``shared_noise`` (every prompt the same ``seeds_per_prompt`` noises)."""
+    rows = [p for p in prompts for _ in range(seeds_per_prompt)]
+    if shared_noise:
+        return rows, [seed + k for _ in prompts for k in range(seeds_per_prompt)]
+    return rows, [seed + i for i in range(len(rows))]
 
 
 def evaluate(
@@ -34,6 +44,7 @@ def evaluate(
     print_fn=print,
     judges: list | tuple = (),
     labelled_by: str | None = None,
+    shared_noise: bool = False,
 ) -> dict:
     """Compare a tuned model with its base on fixed prompts and seeds, under several scorers.
 
@@ -43,7 +54,12 @@ def evaluate(
         reward: the headline reward — a name (``diffalign.rewards.load``) or a ``Reward`` module;
             typically the reward that labelled the training data or drove training.
         out (str | Path): report folder.
-        seeds_per_prompt (int): images per prompt; prompt j, slot k uses seed ``seed + k``.
+        seeds_per_prompt (int): images per prompt; prompt j, slot k uses seed ``seed + j · seeds_per_prompt + k``
+            (:func:`sample_rows`): every row its own initial noise, so that rows are independent and the
+            row bootstrap's CIs hold.
+        shared_noise (bool): slot k of every prompt uses seed ``seed + k`` instead (the scheme before
+            2026-12-08): every prompt then starts from the same few noises, its rows are correlated
+            across prompts and the CIs, which treat rows as independent, are too narrow.
         judges (list): more scorers (names or modules) reported beside ``reward`` — independent
             judges that neither labelled the data nor served as the training reward.
         labelled_by (str | None): the reward that labelled the training data (its provenance); the
@@ -71,8 +87,7 @@ def evaluate(
         print_fn(f"warning: the only evaluation reward, {labelled_by}, labelled the training data — its win rate shows "
                  "that the model learned the labeller, not that it aligned; add an independent judge (eval.judges)")
     lora = generate.is_lora(tuned)
-    rows = {s: ([p for p in ps for _ in range(seeds_per_prompt)], [seed + k for _ in ps for k in range(seeds_per_prompt)])
-            for s, ps in prompts.items()}
+    rows = {s: sample_rows(ps, seeds_per_prompt, seed, shared_noise) for s, ps in prompts.items()}
     images: dict[str, dict[str, torch.Tensor]] = {"base": {}, "tuned": {}}
     pipe = generate.load_pipeline(base, device=device)
     audio = audio_eval.is_audio(pipe)
@@ -128,7 +143,7 @@ def evaluate(
     grid = report.save_grid(shown, out / "grid.png", captions=[None, [rows[head][0][i] for i in cols]], ok=ok)
     settings = {"base": str(base), "tuned": str(tuned), "lora": lora, "reward": next(iter(scorers)),
                 "judges": list(scorers)[1:], "labelled_by": labelled_by, "seed": seed,
-                "seeds_per_prompt": seeds_per_prompt, "guidance_scale": guidance_scale,
+                "seeds_per_prompt": seeds_per_prompt, "shared_noise": shared_noise, "guidance_scale": guidance_scale,
                 "num_inference_steps": num_inference_steps, "splits": {s: len(p) for s, p in prompts.items()},
                 "grid": grid.name, "grid_frames": judge, "audio": audio,
                 "wavs": [str(w.relative_to(out)) for w in wavs]}

@@ -172,7 +172,9 @@ class EvalConfig:
     Attributes:
         prompts: a JSON file (a list, or ``{split: [prompts]}``) or a text file (one per line).
         splits: keys of a JSON mapping to evaluate, the first is the headline (null: the list).
-        seeds_per_prompt: images per prompt (seeds ``seed + k``, the same for base and tuned).
+        seeds_per_prompt: images per prompt (each row its own seed, the same for base and tuned).
+        shared_noise: slot k of every prompt uses seed ``seed + k`` (the scheme before 2026-12-08: rows are then
+            correlated across prompts and the row-bootstrap CIs too narrow); default: every row its own seed.
         seed: first seed. max_prompts: cap per split (spread evenly over the split, not the first ones; null: all).
         reward: the headline reward (``diffalign list rewards``), e.g. ``toy_fidelity`` — usually the one
             that labelled the training pairs or drives training.
@@ -191,6 +193,7 @@ class EvalConfig:
     seeds_per_prompt: int = 1
     seed: int = 0
     max_prompts: int | None = None
+    shared_noise: bool = False
     guidance_scale: float = 7.5
     num_inference_steps: int = 25
     batch_size: int = 32

@@ -299,7 +299,7 @@ def run(cfg: OnlineTrainConfig) -> dict:
         summary["eval"] = evaluate(cfg.model.path, str(final), read_prompts(e.prompts, e.splits, e.max_prompts), headline,
                                    e.out or out / "eval", e.seeds_per_prompt, e.seed, e.guidance_scale,
                                    e.num_inference_steps, e.batch_size, e.grid_columns, print_fn=acc.print,
-                                   judges=e.judges, labelled_by=trained_on)
+                                   judges=e.judges, shared_noise=e.shared_noise, labelled_by=trained_on)
         summary["eval_seconds"] = round(time.time() - t1, 1)
     if acc.is_main_process:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

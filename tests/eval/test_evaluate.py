@@ -55,8 +55,18 @@ def test_evaluate_writes_grid_and_reports(sd_path, lora_out, tmp_path, capsys):
     grid = Image.open(tmp_path / "ev" / "grid.png")
     assert grid.size == (3 * (96 + 6) + 6, 2 * (96 + 6) + 24 + 6)  # 3 columns × 2 rows (base, tuned + captions) of 96 px cells
     sc = json.loads((tmp_path / "ev" / "scores.json").read_text())["held_out"]
-    assert sc["seeds"] == [0, 1, 0, 1] and sc["prompts"][:2] == ["a red circle"] * 2
-    assert len(sc["redness"]["tuned"]) == 4
+    assert sc["seeds"] == [0, 1, 2, 3] and sc["prompts"][:2] == ["a red circle"] * 2  # every row its own noise
+    assert len(sc["redness"]["tuned"]) == 4 and rep["settings"]["shared_noise"] is False
+
+
+def test_sample_rows_give_every_row_its_own_seed_unless_noise_is_shared():
+    from diffalign.eval import sample_rows
+
+    ps = ["a", "b", "c"]
+    rows, seeds = sample_rows(ps, 2, seed=10)
+    assert rows == ["a", "a", "b", "b", "c", "c"] and seeds == [10, 11, 12, 13, 14, 15]
+    # the old scheme: every prompt starts from the same two noises (rows correlated across prompts)
+    assert sample_rows(ps, 2, seed=10, shared_noise=True) == (rows, [10, 11, 10, 11, 10, 11])
 
 
 def test_evaluate_warns_when_the_only_scorer_labelled_the_data(sd_path, lora_out, tmp_path, capsys):
