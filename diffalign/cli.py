@@ -109,9 +109,17 @@ def cmd_eval(args) -> int:
         def pick(flag, value):  # a flag given on the command line wins over the config's eval section
             return value if flag is None else flag
 
+        headline = args.reward or e.reward
+        trained_on = getattr(cfg, "reward", None)  # an online config's training reward, with its arguments
+        if args.reward is None and trained_on is not None and trained_on.name == e.reward and trained_on.kwargs:
+            from .train.online import build_reward
+
+            headline = build_reward(trained_on)  # e.g. exemplar_similarity needs its exemplar set
+        if labelled_by is None and trained_on is not None and trained_on.name:
+            labelled_by = trained_on.name  # an online run's training reward: marked as such, as the trainer does
         evaluate(args.base or cfg.model.path, tuned,
                  read_prompts(args.prompts or e.prompts, pick(args.splits, e.splits), e.max_prompts),
-                 args.reward or e.reward, args.out or e.out or str(Path(cfg.train.output_dir) / "eval"),
+                 headline, args.out or e.out or str(Path(cfg.train.output_dir) / "eval"),
                  pick(args.seeds_per_prompt, e.seeds_per_prompt), pick(args.seed, e.seed),
                  pick(args.guidance, e.guidance_scale), pick(args.steps, e.num_inference_steps),
                  pick(args.batch_size, e.batch_size), e.grid_columns,

@@ -59,3 +59,16 @@ def test_cli_eval_flags_win_over_the_config(sd_path, lora_out, tmp_path):
     s = json.loads((tmp_path / "ev" / "report.json").read_text())["settings"]
     assert (s["seeds_per_prompt"], s["seed"], s["num_inference_steps"], list(s["splits"])) == (2, 7, 1, ["held_out"])
     assert s["shared_noise"] is True
+
+
+def test_cli_eval_config_builds_the_training_reward_with_its_arguments(tmp_path, monkeypatch):
+    """``diffalign eval --config configs/toy/dragon_exemplars.yaml`` failed: its eval reward is the training
+    reward, which needs its exemplar set (the reward section's kwargs), and the CLI loaded it by name alone."""
+    import diffalign.eval as ev
+    from diffalign.cli import main
+
+    seen = {}
+    monkeypatch.setattr(ev, "evaluate", lambda base, tuned, prompts, reward, *a, **k: seen.update(reward=reward, k=k))
+    assert main(["eval", "--config", "configs/toy/dragon_exemplars.yaml", "--tuned", str(tmp_path)]) == 0
+    reward = seen["reward"]
+    assert type(reward).spec.name == "exemplar_similarity" and seen["k"]["labelled_by"] == "exemplar_similarity"
