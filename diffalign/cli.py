@@ -103,20 +103,22 @@ def cmd_eval(args) -> int:
         tuned = args.tuned or str(Path(cfg.train.output_dir) / "final")
         from .data.pairs import open_source
 
+        # marked beside the evaluation, as the trainers do: an online run's training reward, else the data's labeller
+        trained_on = getattr(cfg, "reward", None)
         d = getattr(cfg, "data", None)  # online configs may have no preference data (nothing labelled)
-        labelled_by = open_source(d.source, d.split, d.allow_eval_split).labelled_by if getattr(d, "source", None) else None
+        if trained_on is not None and trained_on.name:
+            labelled_by = trained_on.name
+        else:
+            labelled_by = open_source(d.source, d.split, d.allow_eval_split).labelled_by if getattr(d, "source", None) else None
+        headline = args.reward or e.reward
+        if args.reward is None and trained_on is not None:
+            from .train.online import eval_reward
+
+            headline = eval_reward(cfg)  # the training reward with its arguments (exemplar_similarity: its exemplars)
 
         def pick(flag, value):  # a flag given on the command line wins over the config's eval section
             return value if flag is None else flag
 
-        headline = args.reward or e.reward
-        trained_on = getattr(cfg, "reward", None)  # an online config's training reward, with its arguments
-        if args.reward is None and trained_on is not None and trained_on.name == e.reward and trained_on.kwargs:
-            from .train.online import build_reward
-
-            headline = build_reward(trained_on)  # e.g. exemplar_similarity needs its exemplar set
-        if labelled_by is None and trained_on is not None and trained_on.name:
-            labelled_by = trained_on.name  # an online run's training reward: marked as such, as the trainer does
         evaluate(args.base or cfg.model.path, tuned,
                  read_prompts(args.prompts or e.prompts, pick(args.splits, e.splits), e.max_prompts),
                  headline, args.out or e.out or str(Path(cfg.train.output_dir) / "eval"),

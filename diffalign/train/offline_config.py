@@ -175,7 +175,7 @@ class EvalConfig:
         seeds_per_prompt: images per prompt (each row its own seed, the same for base and tuned).
         shared_noise: slot k of every prompt uses seed ``seed + k`` (the scheme before 2026-12-08: rows are then
             correlated across prompts and the row-bootstrap CIs too narrow); default: every row its own seed.
-        seed: first seed. max_prompts: cap per split (spread evenly over the split, not the first ones; null: all).
+        seed: first seed. max_prompts: cap per split (one prompt from each of as many equal strata, not the first ones; null: all).
         reward: the headline reward (``diffalign list rewards``), e.g. ``toy_fidelity`` — usually the one
             that labelled the training pairs or drives training.
         judges: more scorers reported beside it: independent judges that neither labelled the data

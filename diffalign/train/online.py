@@ -56,6 +56,15 @@ def build_reward(cfg):
     return WeightedSum(cfg.weights, rewards=built)
 
 
+def eval_reward(cfg):
+    """The closing evaluation's headline reward: the training reward built with its arguments when the eval
+    section names it (``exemplar_similarity`` needs its exemplar set), else the eval reward's name."""
+    r = cfg.reward
+    if r is not None and r.name == cfg.eval.reward and r.kwargs:
+        return build_reward(r)
+    return cfg.eval.reward
+
+
 class OnlineTrainer:
     """Online preference training of a text-to-image diffusion model.
 
@@ -292,11 +301,8 @@ def run(cfg: OnlineTrainConfig) -> dict:
         from ..eval import evaluate, read_prompts
 
         e = cfg.eval
-        headline = e.reward
-        if cfg.reward is not None and cfg.reward.name == e.reward and cfg.reward.kwargs:
-            headline = build_reward(cfg.reward)  # the training reward with its arguments (e.g. its exemplar set)
         t1 = time.time()
-        summary["eval"] = evaluate(cfg.model.path, str(final), read_prompts(e.prompts, e.splits, e.max_prompts), headline,
+        summary["eval"] = evaluate(cfg.model.path, str(final), read_prompts(e.prompts, e.splits, e.max_prompts), eval_reward(cfg),
                                    e.out or out / "eval", e.seeds_per_prompt, e.seed, e.guidance_scale,
                                    e.num_inference_steps, e.batch_size, e.grid_columns, print_fn=acc.print,
                                    judges=e.judges, shared_noise=e.shared_noise, labelled_by=trained_on)

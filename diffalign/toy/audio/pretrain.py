@@ -268,10 +268,10 @@ def _stft_loss(pred: torch.Tensor, target: torch.Tensor, sizes: tuple[int, ...] 
         p = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
         t = torch.stft(target, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)  # [B, F, frames]
         sc = torch.linalg.norm(t - p) / torch.linalg.norm(t)
-        lo = torch.full_like(t[:, :1], floor)
-        if rel_floor > 0:  # per frame: rel_floor × the target frame's peak
-            lo = torch.maximum(lo, rel_floor * t.amax(dim=1, keepdim=True))
-        total = total + sc + (torch.maximum(p, lo).log() - torch.maximum(t, lo).log()).abs().mean()
+        if rel_floor > 0:  # a second floor per frame: rel_floor × the target frame's peak
+            lo = rel_floor * t.amax(dim=1, keepdim=True)
+            p, t = torch.maximum(p, lo), torch.maximum(t, lo)
+        total = total + sc + (p.log() - t.log()).abs().mean()
     return total / len(sizes)
 
 

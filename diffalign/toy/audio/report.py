@@ -141,10 +141,10 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
         correct = s["correct"].numpy()
         batch = Samples(wave[:, None], sample_rate=16000)
         j = judge_prompts(wave, prompts)
-        j_band, j_timbre = j["band_ok"].numpy() == 1, j["timbre_ok"].numpy() == 1
+        j_band, j_timbre, j_joint = (j[k].numpy() == 1 for k in ("band_ok", "timbre_ok", "joint"))
         rows[name] = {
             "judge": {"band": mean_ci(j_band, binary=True), "timbre": mean_ci(j_timbre, binary=True),
-                      "joint": mean_ci(j_band & j_timbre, binary=True),
+                      "joint": mean_ci(j_joint, binary=True),
                       "timbre_per_band": {b: mean_ci(j_timbre[bands == b], binary=True) for b in BANDS
                                           if (bands == b).any()}},
             "band_accuracy": mean_ci(correct, binary=True),
@@ -155,7 +155,7 @@ def report_audio(n: int = 216, out_dir: str | Path = "toy_report/audio", asset_d
             "toy_audio_vendi": float(vendi(batch).scores) if n >= 2 else float("nan"),
         }
         if name == "base":
-            ok = (j_band & j_timbre).tolist()
+            ok = j_joint.tolist()
     k = min(grid_size, n)
     grid = save_spectrogram_grid(audio[:k].numpy(), prompts[:k], ok[:k], out / "grid.png")
     (out / "wav").mkdir(exist_ok=True)
