@@ -20,6 +20,14 @@ Usage (run alone: the machine has 2 cores)::
 A variant is ``name`` (the config as is) or ``name:key=value;key=value`` (dotted overrides,
 values in YAML, e.g. ``lora:model.lora={r: 16, alpha: 16};train.lr=5e-4``).
 
+``--save`` keeps the policy at N and 2N steps as pipeline folders (LoRA folders for LoRA runs), so that the variant the study picks is
+reported on the held-out and training rows (``diffalign eval --config … --tuned <out>/<variant>/step<N>``)
+without training it again.
+
+``--evaluate NAME=FOLDER`` (repeatable) trains nothing and scores saved policies on the validation rows —
+with ``--all-prompts --seed-offset 2000``, on a larger set than either the study or the report uses, to
+decide between variants the 216-sample sets cannot separate.
+
 ``--train-seeds 0 1 2`` trains every variant once per training seed (``train.seed``: the rollouts,
 the pair order, ``t`` and ``ε``) and ends with the mean gain over the seeds and their range: on the
 toy worlds one run's gain moves by ±4 points with the training seed alone (README), as much as most
@@ -53,6 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-seeds", type=int, nargs="+", default=None,
                     help="train each variant once per training seed (default: the config's train.seed only)")
     ap.add_argument("--out", type=Path, default=Path("outputs/toy_dpo_study"))
+    ap.add_argument("--save", action="store_true",
+                    help="also write the policy at N and 2N steps as pipeline folders (<out>/<variant>/step<N>), "
+                         "for `diffalign eval --tuned` on the reported rows")
+    ap.add_argument("--evaluate", action="append", default=[], metavar="NAME=FOLDER",
+                    help="train nothing: score saved policies (pipeline or LoRA folders, e.g. from --save) on the "
+                         "validation rows instead (repeatable)")
+    ap.add_argument("--all-prompts", action="store_true",
+                    help="validate on every training prompt instead of the config's eval.max_prompts")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -61,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from diffalign.eval import evaluate as _  # noqa: F401  (import side effects out of the timings)
     from diffalign.eval import generate, read_prompts, sample_rows, winrate
+    from diffalign.models.lora import lora_parameters, save_lora
     from diffalign.rewards import Samples, load
     from diffalign.sampling.pipeline import sample
     from diffalign.train import load_config
@@ -71,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     base_cfg = load_config(args.config)
     torch.set_num_threads(base_cfg.train.num_threads or 2)
     e = base_cfg.eval
-    prompts = read_prompts(e.prompts, ["train"], e.max_prompts)["train"]
+    prompts = read_prompts(e.prompts, ["train"], None if args.all_prompts else e.max_prompts)["train"]
     rows_p, rows_s = sample_rows(prompts, e.seeds_per_prompt, args.seed_offset + e.seed, e.shared_noise)
     fidelity, judge = load("toy_fidelity"), load("toy_judge")
 
@@ -89,6 +106,23 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"{a} {np.nanmean(base[a]):.3f}" for a in ATTRS) + f" ({time.time() - t0:.0f} s)", flush=True)
 
     results = []
+    for text in args.evaluate:  # saved policies: score them on the same rows, train nothing
+        name, _, folder = text.partition("=")
+        lora = generate.is_lora(folder)
+        pipe = generate.load_pipeline(base_cfg.model.path, lora=folder) if lora else generate.load_pipeline(folder)
+        tuned = score(sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps, e.batch_size, desc=name))
+        row = {"variant": name, "folder": folder, "n": len(rows_p), "seed_offset": args.seed_offset,
+               "judge": winrate.compare(base["judge_p"], tuned["judge_p"]),
+               "attributes": winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS}),
+               "fidelity": winrate.compare(base["fidelity"], tuned["fidelity"])}
+        results.append(row)
+        with open(args.out / "evaluate.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"[study] {name}: " + _cells(row), flush=True)
+        del pipe
+    if args.evaluate:
+        return
+
     runs = [(text, seed) for text in args.variant or ["default"] for seed in (args.train_seeds or [None])]
     for text, seed in runs:
         base_name, overrides = _variant(text)
@@ -112,6 +146,12 @@ def main(argv: list[str] | None = None) -> None:
             tuned = score(sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps, e.batch_size,
                                  desc=f"{name}@{step}"))
             unet.train()
+            if args.save:  # a LoRA folder for LoRA runs (a full save would carry peft's keys, which plain diffusers drops)
+                folder = args.out / name / f"step{step}"
+                if lora_parameters(unet):
+                    save_lora(unet, StableDiffusionPipeline, folder)
+                else:
+                    pipe.save_pretrained(folder, safe_serialization=True)
             attrs = winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS})
             row = {"variant": name, "base_variant": base_name, "train_seed": seed, "overrides": overrides,
                    "step": step, "train_seconds": round(clock[1], 1),
