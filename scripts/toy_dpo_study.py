@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from diffalign.eval import evaluate as _  # noqa: F401  (import side effects out of the timings)
     from diffalign.eval import generate, read_prompts, sample_rows, winrate
-    from diffalign.models.lora import lora_parameters, save_lora
+    from diffalign.models.lora import save_lora
     from diffalign.rewards import Samples, load
     from diffalign.sampling.pipeline import sample
     from diffalign.train import load_config
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             unet.train()
             if args.save:  # a LoRA folder for LoRA runs (a full save would carry peft's keys, which plain diffusers drops)
                 folder = args.out / name / f"step{step}"
-                if lora_parameters(unet):
+                if getattr(unet, "peft_config", None):
                     save_lora(unet, StableDiffusionPipeline, folder)
                 else:
                     pipe.save_pretrained(folder, safe_serialization=True)
