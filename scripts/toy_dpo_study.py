@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", default="configs/toy/diffusion_dpo.yaml")
     ap.add_argument("--steps", type=int, default=None, help="N (default: the config's max_steps); runs 2N")
     ap.add_argument("--variant", action="append", default=[], help="name[:key=value;...] (repeatable)")
-    ap.add_argument("--seed-offset", type=int, default=1000, help="validation seeds: offset + k")
+    ap.add_argument("--seed-offset", type=int, default=1000, help="validation seeds: offset + row (every row its own noise)")
     ap.add_argument("--train-seeds", type=int, nargs="+", default=None,
                     help="train each variant once per training seed (default: the config's train.seed only)")
     ap.add_argument("--out", type=Path, default=Path("outputs/toy_dpo_study"))
     ap.add_argument("--save", action="store_true",
-                    help="also write the policy at N and 2N steps as pipeline folders (<out>/<variant>/step<N>), "
-                         "for `diffalign eval --tuned` on the reported rows")
+                    help="also write the policy at N and 2N steps (<out>/<variant>/step<N>: a pipeline folder, a LoRA "
+                         "folder for LoRA runs) for `diffalign eval --tuned` on the reported rows")
     ap.add_argument("--evaluate", action="append", default=[], metavar="NAME=FOLDER",
                     help="train nothing: score saved policies (pipeline or LoRA folders, e.g. from --save) on the "
                          "validation rows instead (repeatable)")
@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         out.update({a: j.details["joint" if a == "joint" else f"{a}_ok"].float().numpy() for a in ATTRS})
         return out
 
+    def against_base(tuned: dict) -> dict:
+        """The judge's and the labeller's paired comparisons, and the judge's per-attribute accuracies."""
+        return {"judge": winrate.compare(base["judge_p"], tuned["judge_p"]),
+                "attributes": winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS}),
+                "fidelity": winrate.compare(base["fidelity"], tuned["fidelity"])}
+
     base_pipe = generate.load_pipeline(base_cfg.model.path)
     t0 = time.time()
     base = score(sample(base_pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps, e.batch_size, desc="base"))
@@ -112,9 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe = generate.load_pipeline(base_cfg.model.path, lora=folder) if lora else generate.load_pipeline(folder)
         tuned = score(sample(pipe, rows_p, rows_s, e.guidance_scale, e.num_inference_steps, e.batch_size, desc=name))
         row = {"variant": name, "folder": folder, "n": len(rows_p), "seed_offset": args.seed_offset,
-               "judge": winrate.compare(base["judge_p"], tuned["judge_p"]),
-               "attributes": winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS}),
-               "fidelity": winrate.compare(base["fidelity"], tuned["fidelity"])}
+               **against_base(tuned)}
         results.append(row)
         with open(args.out / "evaluate.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -152,11 +156,8 @@ def main(argv: list[str] | None = None) -> None:
                     save_lora(unet, StableDiffusionPipeline, folder)
                 else:
                     pipe.save_pretrained(folder, safe_serialization=True)
-            attrs = winrate.attributes({a: base[a] for a in ATTRS}, {a: tuned[a] for a in ATTRS})
             row = {"variant": name, "base_variant": base_name, "train_seed": seed, "overrides": overrides,
-                   "step": step, "train_seconds": round(clock[1], 1),
-                   "judge": winrate.compare(base["judge_p"], tuned["judge_p"]), "attributes": attrs,
-                   "fidelity": winrate.compare(base["fidelity"], tuned["fidelity"]),
+                   "step": step, "train_seconds": round(clock[1], 1), **against_base(tuned),
                    "implicit_acc": metrics.get("implicit_acc")}
             results.append(row)
             with open(args.out / "study.jsonl", "a") as f:
